@@ -1,0 +1,93 @@
+package broadcast
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+)
+
+// Hash is a link of a hash chain.
+type Hash [32]byte
+
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether h is the chain's genesis (no entry before).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// MarshalText renders a hash as hex in JSON.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText parses a hex hash.
+func (h *Hash) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*h = Hash{}
+		return nil
+	}
+	if len(b) != 64 {
+		return Errorf(EMalformed, "hash %q is not 64 hex digits", b)
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
+}
+
+// AsRunEntry is one event as the daemon logged it: the exact payload the
+// device sent (so that its signature can be checked later, by anyone), when
+// the daemon received it, and its link in the chain.
+type AsRunEntry struct {
+	Seq        uint64    `json:"seq"`
+	ReceivedAt time.Time `json:"received_at"`
+	Device     string    `json:"device"`
+	Station    string    `json:"station"`
+	Airing     string    `json:"airing"`
+	DeviceSeq  uint64    `json:"device_seq"`
+	Event      EventType `json:"event"`
+	Payload    []byte    `json:"payload"`
+	PrevHash   Hash      `json:"prev_hash"`
+	Hash       Hash      `json:"hash"`
+}
+
+// ChainHash is the hash of an as-run entry. It covers everything the entry
+// asserts: position, time of receipt, the device and the exact bytes it sent.
+// Station, airing and event are derived from the payload and the device
+// registry, so they need no cover of their own.
+func (e *AsRunEntry) ChainHash() Hash {
+	return chain(e.PrevHash, e.Seq, e.ReceivedAt, []byte(e.Device), e.Payload)
+}
+
+// OpEntry is one change an operator made: who, when, what, to what.
+type OpEntry struct {
+	Seq      uint64    `json:"seq"`
+	At       time.Time `json:"at"`
+	Actor    string    `json:"actor"`  // token id and name, "system" for the daemon itself
+	Action   string    `json:"action"` // programme.upload, programme.approve, airing.move, token.create…
+	Subject  string    `json:"subject"`
+	Detail   []byte    `json:"detail,omitempty"` // JSON, exact bytes as hashed
+	PrevHash Hash      `json:"prev_hash"`
+	Hash     Hash      `json:"hash"`
+}
+
+// ChainHash is the hash of an operations log entry.
+func (o *OpEntry) ChainHash() Hash {
+	return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail)
+}
+
+// chain hashes fields with length prefixes, so that no two different entries
+// can be cut into the same byte stream.
+func chain(prev Hash, seq uint64, at time.Time, fields ...[]byte) Hash {
+	h := sha256.New()
+	var n [8]byte
+	h.Write(prev[:])
+	binary.BigEndian.PutUint64(n[:], seq)
+	h.Write(n[:])
+	binary.BigEndian.PutUint64(n[:], uint64(at.UnixNano()))
+	h.Write(n[:])
+	for _, f := range fields {
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write(f)
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
