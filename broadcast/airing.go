@@ -225,3 +225,13 @@ func (a *Airing) Coverage(enabledDevices int) float64 {
 func (a *Airing) Overlaps(b *Airing) bool {
 	return a.Start.Before(b.End()) && b.Start.Before(a.End())
 }
+
+// AiringFilter selects airings; empty fields match everything.
+type AiringFilter struct {
+	Station     string
+	Programme   string
+	StationPath string // stations at or below this unit path
+	Month       Month
+	Status      Status
+	Limit       int
+}

@@ -25,8 +25,12 @@ type DayWindow struct{ Start, End int }
 
 // Contains reports whether [from, from+d) lies inside the window on one day.
 func (w DayWindow) Contains(minuteOfDay int, d time.Duration) bool {
-	end := minuteOfDay*60 + int((d+time.Second-1)/time.Second)
-	return minuteOfDay >= w.Start && end <= w.End*60
+	return w.containsSeconds(minuteOfDay*60, d)
+}
+
+func (w DayWindow) containsSeconds(secondOfDay int, d time.Duration) bool {
+	end := secondOfDay + int((d+time.Second-1)/time.Second)
+	return secondOfDay >= w.Start*60 && end <= w.End*60
 }
 
 func (w DayWindow) String() string {
