@@ -8,16 +8,16 @@ import (
 // Error codes are stable strings that clients may switch on; the HTTP layer
 // maps them to status codes.
 const (
-	EInvalid      = "invalid"       // valid syntax, invalid values (422)
-	EMalformed    = "malformed"     // unparseable request (400)
-	ENotFound     = "not_found"     // 404
-	EConflict     = "conflict"      // overlap, frozen, wrong state (409)
-	EUnauthorized = "unauthorized"  // no or bad credentials (401)
-	EForbidden    = "forbidden"     // not allowed for this role or unit (403)
-	ETooLarge     = "too_large"     // 413
-	EUnsupported  = "unsupported"   // not an audio format we take (415)
-	EInternal     = "internal"      // 500
-	EUnavailable  = "unavailable"   // a dependency is not ready (503)
+	EInvalid      = "invalid"      // valid syntax, invalid values (422)
+	EMalformed    = "malformed"    // unparseable request (400)
+	ENotFound     = "not_found"    // 404
+	EConflict     = "conflict"     // overlap, frozen, wrong state (409)
+	EUnauthorized = "unauthorized" // no or bad credentials (401)
+	EForbidden    = "forbidden"    // not allowed for this role or unit (403)
+	ETooLarge     = "too_large"    // 413
+	EUnsupported  = "unsupported"  // not an audio format we take (415)
+	EInternal     = "internal"     // 500
+	EUnavailable  = "unavailable"  // a dependency is not ready (503)
 )
 
 // Error is an error a person can act on: a code for programs, a sentence for

@@ -96,10 +96,12 @@ func ParseUnitsCSV(r io.Reader) ([]Unit, []Station, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
+			// csv.ParseError names the line and column itself.
 			return nil, nil, Errorf(EMalformed, "units csv: %v", err)
 		}
+		line, _ := cr.FieldPos(0) // only valid for a record read without error
+
 		f := make(map[string]string, len(unitColumns))
 		for i, c := range unitColumns {
 			f[c] = strings.TrimSpace(rec[i])
