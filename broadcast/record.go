@@ -24,8 +24,9 @@ type Appended struct {
 
 // DeviceSeqState is what the as-run log holds of one device's event seqs.
 type DeviceSeqState struct {
-	Upto, Max    uint64
+	Upto, Max    uint64 // every seq 1..Upto is logged; Max is the highest logged
 	LastReceived time.Time
+	UptoHash     Hash // chain hash of the entry holding (device, Upto)
 }
 
 // ImportResult is what an import of units created and what exists after it.

@@ -1,0 +1,370 @@
+package devices
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+// DeviceRegistry is what the broker and the hub need to know of devices.
+// *storage.Store satisfies it.
+type DeviceRegistry interface {
+	// Device returns the device, or an error for which broadcast.IsNotFound
+	// is true.
+	Device(id string) (broadcast.Device, error)
+}
+
+// BrokerOptions configure the embedded broker.
+type BrokerOptions struct {
+	Listen    string // host:port; port 0 picks a free one (see Addr)
+	TopicRoot string // default DefaultTopicRoot
+	Devices   DeviceRegistry
+
+	// RootUser and RootPassword are the daemon's own credentials: the hub
+	// connects with them and may use every topic. The daemon makes a fresh
+	// random password per process, so it is never stored anywhere.
+	RootUser, RootPassword string
+
+	Logger *slog.Logger // default: discard
+
+	// ClientQueue is how many packets mochi queues for writing to one
+	// client before it drops QoS 1 messages (MaximumClientWritesPending).
+	// Mochi allocates it for every connection, at 8 bytes a slot, so it
+	// is a trade of memory per device against bursts to the daemon; the
+	// default is mochi's 8192 (64 KiB per connection).
+	ClientQueue int
+}
+
+// Broker is the embedded MQTT broker: mochi-mqtt with our access rules and
+// no storage hook. Mochi's storage hook loses queued messages across
+// restarts, so persisting them would only pretend: a restart of the broker
+// is covered instead by devices re-sending their outbox on reconnect and the
+// daemon re-publishing snapshots when a device comes online.
+type Broker struct {
+	opts   BrokerOptions
+	log    *slog.Logger
+	server *mqtt.Server
+	tcp    *listeners.TCP
+
+	mu      sync.Mutex
+	started bool
+	closed  bool
+}
+
+// NewBroker checks the options and prepares the broker; Start listens.
+func NewBroker(opts BrokerOptions) (*Broker, error) {
+	t, err := newTopics(opts.TopicRoot)
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	opts.TopicRoot = t.root
+	switch {
+	case opts.Devices == nil:
+		return nil, errors.New("embedded broker: no device registry")
+	case opts.RootUser == "" || opts.RootPassword == "":
+		return nil, errors.New("embedded broker: the daemon's user and password are required")
+	case opts.Listen == "":
+		return nil, errors.New("embedded broker: no listen address")
+	case opts.ClientQueue < 0 || opts.ClientQueue > math.MaxInt32:
+		return nil, fmt.Errorf("embedded broker: client queue %d is out of range", opts.ClientQueue)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log = log.With("component", "broker")
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Mochi's limits are server-wide: it has no per-client setting, so the
+	// daemon's session is lifted by lifting them for everyone, where that
+	// costs nothing for the devices.
+	//
+	// In-flight QoS 1 messages to one client live in a map that fills only
+	// as needed, so the maximum costs a device nothing. The daemon
+	// acknowledges an event only once it is logged, so its in-flight count
+	// is its backlog: at mochi's default of 8192 a burst beyond that is
+	// dropped, silently (measured: ~22 % lost to a subscriber that falls
+	// behind). 65535 is the packet id space, the most MQTT allows.
+	caps.MaximumInflight = math.MaxUint16
+	// The daemon publishes receipts and snapshots concurrently; mochi
+	// disconnects a client that exceeds its receive quota.
+	caps.ReceiveMaximum = math.MaxUint16
+	// By default mochi deletes retained messages and queued QoS 1 messages
+	// after a day. A retained schedule must outlive a device that is off for
+	// a week, and events queued for the daemon must wait for it however long
+	// it is down; 0 turns the expiry off.
+	caps.MaximumMessageExpiryInterval = 0
+	if opts.ClientQueue > 0 {
+		caps.MaximumClientWritesPending = int32(opts.ClientQueue)
+	}
+	// Every message of the protocol is QoS 1; a snapshot is the largest.
+	caps.MaximumQos = 1
+	caps.MaximumPacketSize = broadcast.MaxSnapshotPayload + 64<<10
+	// A device may subscribe only to its own two topics; shared
+	// subscriptions would be a way around that.
+	caps.SharedSubAvailable = 0
+
+	server := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       log,
+		// Never the inline client: it skips access checks and reports
+		// success when delivery failed. The daemon connects over TCP.
+		InlineClient: false,
+	})
+	hook := &authHook{
+		topics:   t,
+		devices:  opts.Devices,
+		rootUser: opts.RootUser,
+		rootHash: sha256.Sum256([]byte(opts.RootPassword)),
+		log:      log,
+		info:     &server.Info.Inflight,
+		shadowed: map[*mqtt.Client]packets.Packet{},
+	}
+	if err := server.AddHook(hook, nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: add access hook: %w", err)
+	}
+	return &Broker{
+		opts:   opts,
+		log:    log,
+		server: server,
+		tcp:    listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen}),
+	}, nil
+}
+
+// Start binds the listener and serves in the background.
+func (b *Broker) Start() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.started || b.closed {
+		return errors.New("embedded broker: already started or closed")
+	}
+	if err := b.server.AddListener(b.tcp); err != nil {
+		return fmt.Errorf("embedded broker: listen on %s: %w", b.opts.Listen, err)
+	}
+	if err := b.server.Serve(); err != nil {
+		_ = b.server.Close()
+		b.closed = true
+		return fmt.Errorf("embedded broker: serve: %w", err)
+	}
+	b.started = true
+	b.log.Info("embedded broker listening", "addr", b.tcp.Address(), "topic_root", b.opts.TopicRoot)
+	return nil
+}
+
+// Addr is the address the broker listens on: the real port once started,
+// also when Listen asked for port 0.
+func (b *Broker) Addr() string { return b.tcp.Address() }
+
+// Disconnect drops a device's connection, e.g. after it was disabled: the
+// broker checks credentials only when a device connects.
+func (b *Broker) Disconnect(device string) bool {
+	cl, ok := b.server.Clients.Get("dev-" + device)
+	if !ok || cl.Closed() {
+		return false
+	}
+	_ = b.server.DisconnectClient(cl, packets.ErrNotAuthorized)
+	return true
+}
+
+// Close disconnects every client and stops the listener; it waits for the
+// clients' goroutines. Queued messages are lost, on purpose (see Broker).
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if !b.started {
+		return nil
+	}
+	if err := b.server.Close(); err != nil {
+		return fmt.Errorf("embedded broker: close: %w", err)
+	}
+	return nil
+}
+
+// authHook authenticates devices and the daemon and confines each device to
+// its own four topics. It also repairs a mochi bug that loses queued messages
+// (see OnPacketRead).
+type authHook struct {
+	mqtt.HookBase
+	topics   topics
+	devices  DeviceRegistry
+	rootUser string
+	rootHash [32]byte
+	log      *slog.Logger
+	info     *int64 // mochi's count of in-flight messages, kept right
+
+	mu       sync.Mutex
+	shadowed map[*mqtt.Client]packets.Packet
+}
+
+func (h *authHook) ID() string { return "loaxa-access" }
+
+func (h *authHook) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped,
+		mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect:
+		return true
+	}
+	return false
+}
+
+func (h *authHook) isRoot(user []byte) bool { return string(user) == h.rootUser }
+
+// OnConnectAuthenticate lets in the daemon with its per-process password, and
+// an enabled device with its secret, client id dev-<id>, and a last will (if
+// any) on its own status topic only: mochi publishes a will without an access
+// check, so an unchecked will would let a device speak for another.
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	user := pk.Connect.Username
+	if h.isRoot(user) {
+		// Hash both sides so that the comparison takes the same time
+		// whatever the length of the guess.
+		got := sha256.Sum256(pk.Connect.Password)
+		if subtle.ConstantTimeCompare(got[:], h.rootHash[:]) == 1 {
+			return true
+		}
+		h.log.Warn("broker refused the daemon's user: wrong password", "remote", cl.Net.Remote)
+		return false
+	}
+	id := string(user)
+	refuse := func(why string, args ...any) bool {
+		h.log.Warn("broker refused a device", append([]any{"device", id, "client_id", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why}, args...)...)
+		return false
+	}
+	if !broadcast.ValidID(id) {
+		return refuse("username is not a device id")
+	}
+	if pk.Connect.ClientIdentifier != "dev-"+id {
+		return refuse("client id must be dev-<device id>")
+	}
+	dev, err := h.devices.Device(id)
+	switch {
+	case broadcast.IsNotFound(err):
+		return refuse("unknown device")
+	case err != nil:
+		// Fail closed: the device retries, and the log says why.
+		return refuse("device registry unavailable", "err", err)
+	case dev.Disabled:
+		return refuse("device is disabled")
+	case !broadcast.VerifySecret(dev.SecretHash, string(pk.Connect.Password)):
+		return refuse("wrong secret")
+	case pk.Connect.WillFlag && pk.Connect.WillTopic != h.topics.device(id, kindStatus):
+		return refuse("last will must be on the device's own status topic", "will_topic", pk.Connect.WillTopic)
+	}
+	return true
+}
+
+// OnACLCheck is called for every publish (write), subscription and delivery
+// (read). Device topics are compared exactly, so a filter with a wildcard
+// never matches and is refused.
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	user := cl.Properties.Username
+	if h.isRoot(user) {
+		return true
+	}
+	id := string(user)
+	if !broadcast.ValidID(id) {
+		return false
+	}
+	if write {
+		return topic == h.topics.device(id, kindEvents) || topic == h.topics.device(id, kindStatus)
+	}
+	return topic == h.topics.device(id, kindSchedule) || topic == h.topics.device(id, kindCmd)
+}
+
+// OnPublish drops the retain flag from a device's event: a retained event
+// would be delivered to the daemon again at every subscription, for ever.
+func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Retain && !h.isRoot(cl.Properties.Username) && strings.HasSuffix(pk.TopicName, "/"+kindEvents) {
+		pk.FixedHeader.Retain = false
+	}
+	return pk, nil
+}
+
+// OnPublishDropped reports what mochi threw away because a client's write
+// queue was full. Nothing is lost for good (devices keep events until a
+// receipt, and snapshots are re-published when a device comes online), but
+// it delays evidence, so it is loud.
+func (h *authHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if h.isRoot(cl.Properties.Username) {
+		h.log.Error("broker dropped a message to the daemon: its write queue is full; the device re-sends it on reconnect",
+			"topic", pk.TopicName, "client_id", cl.ID)
+		return
+	}
+	h.log.Warn("broker dropped a message to a device: its write queue is full", "topic", pk.TopicName, "client_id", cl.ID)
+}
+
+// OnQosDropped reports an in-flight message mochi gave up on.
+func (h *authHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.log.Warn("broker dropped an in-flight message", "client_id", cl.ID, "packet_id", pk.PacketID)
+}
+
+// OnPacketRead works around a mochi v2.7.9 bug. Mochi keeps one in-flight
+// map per client for both directions, and when a client publishes with
+// packet id N it deletes whatever is in flight under N: the record of the
+// message the broker sent that client under the same id (ids are assigned
+// independently on each side, so they collide all the time). The message
+// itself was sent; what is lost is its redelivery if the client reconnects
+// before acknowledging it. The daemon both receives events and publishes
+// receipts, and acknowledges an event only once it is logged, so without
+// this repair a restart of the daemon loses queued events to the broker
+// (TestHubRedeliversAfterRestart loses one of its four without it). The record is put aside here and put back once
+// mochi has processed the publish. A client's packets are processed one at a
+// time, and mochi hands out outbound ids in sequence, so nothing else takes
+// the id meanwhile.
+func (h *authHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 {
+		return pk, nil
+	}
+	if out, ok := cl.State.Inflight.Get(pk.PacketID); ok && out.FixedHeader.Type == packets.Publish {
+		h.mu.Lock()
+		h.shadowed[cl] = out
+		h.mu.Unlock()
+	}
+	return pk, nil
+}
+
+// OnPacketProcessed puts back the record OnPacketRead put aside.
+func (h *authHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return
+	}
+	h.mu.Lock()
+	out, ok := h.shadowed[cl]
+	if ok && out.PacketID == pk.PacketID {
+		delete(h.shadowed, cl)
+	} else {
+		ok = false
+	}
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	if _, taken := cl.State.Inflight.Get(out.PacketID); !taken && cl.State.Inflight.Set(out) {
+		atomic.AddInt64(h.info, 1)
+	}
+}
+
+// OnDisconnect forgets what OnPacketRead put aside for a client whose
+// publish was never processed.
+func (h *authHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	delete(h.shadowed, cl)
+	h.mu.Unlock()
+}

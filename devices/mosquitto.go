@@ -1,0 +1,171 @@
+package devices
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+// Files WriteMosquittoConfig writes in its directory.
+const (
+	MosquittoConf   = "mosquitto.conf"
+	MosquittoPasswd = "passwd"
+	MosquittoACL    = "acl"
+)
+
+// mosquittoMaxPacket bounds every packet, as the embedded broker does: a
+// snapshot is the largest message of the protocol.
+const mosquittoMaxPacket = broadcast.MaxSnapshotPayload + 64<<10
+
+// WriteMosquittoConfig writes, in dir, a Mosquitto 2.0 configuration that
+// enforces what the embedded broker does: a password file with every enabled
+// device (its stored secret hash is already in Mosquitto's $7$ format) and
+// the daemon's user, an ACL that confines each device to its own four topics
+// and gives the daemon the whole root, and mosquitto.conf. Disabled devices
+// are left out, so they cannot connect. Each file is replaced atomically;
+// after a change, SIGHUP makes Mosquitto reload the password file and ACL.
+//
+// Mosquitto checks topics, not client ids: unlike the embedded broker it
+// cannot hold a device to client id dev-<id>.
+func WriteMosquittoConfig(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string) error {
+	t, err := newTopics(topicRoot)
+	if err != nil {
+		return fmt.Errorf("mosquitto config: %w", err)
+	}
+	if strings.ContainsAny(t.root, " \t\r\n%") {
+		// A space would end the topic in an ACL line; % starts a pattern.
+		return fmt.Errorf("mosquitto config: topic root %q has a space or %%", t.root)
+	}
+	if !validUser(daemonUser) || daemonPassword == "" {
+		return errors.New("mosquitto config: the daemon's user must be non-empty without ':' or spaces, and have a password")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("mosquitto config: %w", err)
+	}
+	enabled := make([]broadcast.Device, 0, len(devices))
+	for _, d := range devices {
+		switch {
+		case !broadcast.ValidID(d.ID):
+			return fmt.Errorf("mosquitto config: device id %q is not a valid id", d.ID)
+		case d.ID == daemonUser:
+			return fmt.Errorf("mosquitto config: device %q has the daemon's user name", d.ID)
+		case d.Disabled:
+			continue
+		case !strings.HasPrefix(d.SecretHash, "$7$") || strings.ContainsAny(d.SecretHash, " \t\r\n:"):
+			return fmt.Errorf("mosquitto config: device %s has no secret hash in $7$ format", d.ID)
+		}
+		enabled = append(enabled, d)
+	}
+	slices.SortFunc(enabled, func(a, b broadcast.Device) int { return strings.Compare(a.ID, b.ID) })
+
+	var passwd, acl, conf bytes.Buffer
+	fmt.Fprintf(&passwd, "%s:%s\n", daemonUser, broadcast.HashSecret(daemonPassword))
+	for _, d := range enabled {
+		fmt.Fprintf(&passwd, "%s:%s\n", d.ID, d.SecretHash)
+	}
+
+	fmt.Fprintf(&acl, "# Written by loaxad; it is rewritten whenever devices change.\n\n")
+	fmt.Fprintf(&acl, "user %s\ntopic readwrite %s/#\n", daemonUser, t.root)
+	for _, d := range enabled {
+		// Exact topics, never patterns: a device must not reach another's
+		// topics, and an exact ACL entry does not match a wildcard filter,
+		// so a device cannot subscribe with one either.
+		fmt.Fprintf(&acl, "\nuser %s\n", d.ID)
+		fmt.Fprintf(&acl, "topic write %s\n", t.device(d.ID, kindEvents))
+		fmt.Fprintf(&acl, "topic write %s\n", t.device(d.ID, kindStatus))
+		fmt.Fprintf(&acl, "topic read %s\n", t.device(d.ID, kindSchedule))
+		fmt.Fprintf(&acl, "topic read %s\n", t.device(d.ID, kindCmd))
+	}
+
+	fmt.Fprintf(&conf, `# Written by loaxad for the station protocol under %[1]s.
+# Add TLS listeners and the like in conf.d/, not here: this file is rewritten.
+per_listener_settings false
+listener 1883
+allow_anonymous false
+allow_zero_length_clientid false
+password_file %[2]s
+acl_file %[3]s
+
+# The broker is not trusted with durability: devices keep every event in an
+# outbox until the daemon's receipt, and the daemon re-publishes a device's
+# schedule whenever it comes online. Losing the broker's state in a restart
+# therefore loses nothing, and persistence would only add disk writes.
+persistence false
+
+# Mosquitto's limits are global, not per client. With the defaults (20 in
+# flight, 1000 queued) it silently drops QoS 1 messages to a client that
+# falls behind, and the daemon's session is the one that does: thousands of
+# devices acknowledge the same broadcast in the same second, and events queue
+# for the daemon while it restarts. 0 means no limit. Devices receive little
+# (a schedule, receipts, a few commands), so no limit costs nothing there.
+max_inflight_messages 0
+max_queued_messages 0
+max_queued_bytes 0
+
+# A schedule snapshot is the largest message of the protocol.
+max_packet_size %[4]d
+
+include_dir %[5]s
+`, t.root, filepath.Join(abs, MosquittoPasswd), filepath.Join(abs, MosquittoACL), mosquittoMaxPacket, filepath.Join(abs, "conf.d"))
+
+	if err := os.MkdirAll(filepath.Join(abs, "conf.d"), 0o755); err != nil {
+		return fmt.Errorf("mosquitto config: %w", err)
+	}
+	// The password file holds hashes, not secrets, but no one else needs
+	// to read it; Mosquitto warns about world-readable ones.
+	for _, f := range []struct {
+		name string
+		data []byte
+		mode os.FileMode
+	}{
+		{MosquittoPasswd, passwd.Bytes(), 0o640},
+		{MosquittoACL, acl.Bytes(), 0o640},
+		{MosquittoConf, conf.Bytes(), 0o644},
+	} {
+		if err := writeFileAtomic(filepath.Join(abs, f.name), f.data, f.mode); err != nil {
+			return fmt.Errorf("mosquitto config: %w", err)
+		}
+	}
+	return nil
+}
+
+func validUser(u string) bool {
+	return u != "" && !strings.ContainsAny(u, ": \t\r\n#+/")
+}
+
+// writeFileAtomic writes to a temporary file, syncs it and renames it over
+// name, so that a reload never sees half a file.
+func writeFileAtomic(name string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }() // a no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Chmod(mode); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return fmt.Errorf("write %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package devices
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+const mosquittoBin = "/usr/sbin/mosquitto"
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startMosquitto runs the real Mosquitto with the files WriteMosquittoConfig
+// wrote, on a free loopback port, and returns its URL and the daemon's
+// credentials.
+func startMosquitto(t *testing.T, fx *fixture) (url, user, pass string) {
+	t.Helper()
+	bin := mosquittoBin
+	if _, err := os.Stat(bin); err != nil {
+		p, lerr := exec.LookPath("mosquitto")
+		if lerr != nil {
+			t.Skipf("skipping: Mosquitto is not installed (%s: %v; install the mosquitto package)", bin, err)
+		}
+		bin = p
+	}
+	var devs []broadcast.Device
+	for _, st := range []string{"38001", "38002"} {
+		ds, err := fx.store.Devices(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, ds...)
+	}
+	// Devices() returns what the store holds: the secret hashes must be
+	// there for the password file.
+	for _, d := range devs {
+		if d.SecretHash == "" {
+			t.Fatalf("device %s comes back from the store without its secret hash", d.ID)
+		}
+	}
+	dir := t.TempDir()
+	user, pass = "loaxad", broadcast.NewSecret()
+	if err := WriteMosquittoConfig(dir, devs, user, pass, testRoot); err != nil {
+		t.Fatal(err)
+	}
+
+	// The generated file listens on 1883 on every interface; the test wants
+	// a free loopback port. Mosquitto (as root) drops to its own user, which
+	// must be able to read the files under the test's private temp dir.
+	port := freePort(t)
+	conf := filepath.Join(dir, MosquittoConf)
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte("\nlistener 1883\n")) {
+		t.Fatalf("mosquitto.conf has no default listener:\n%s", b)
+	}
+	b = bytes.Replace(b, []byte("\nlistener 1883\n"), fmt.Appendf(nil, "\nlistener %d 127.0.0.1\n", port), 1)
+	if os.Geteuid() == 0 {
+		b = append(b, "user root\n"...)
+	}
+	if err := os.WriteFile(conf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	out := &lockedBuffer{}
+	cmd := exec.Command(bin, "-c", conf)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mosquitto: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("mosquitto output:\n%s", out.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("mosquitto exited:\n%s", out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mosquitto does not listen on %s:\n%s", addr, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "tcp://" + addr, user, pass
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestMosquittoAuthAndACL(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	url, user, pass := startMosquitto(t, fx)
+	if _, err := connectDevice(t, url, fx.a, deviceConnOpts{}); err != nil {
+		t.Fatalf("a registered device with its secret: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		d    testDevice
+		o    deviceConnOpts
+	}{
+		{"wrong secret", fx.b, deviceConnOpts{secret: fx.a.Secret}},
+		{"disabled device", fx.c, deviceConnOpts{}},
+		{"daemon's user with a wrong password", fx.b, deviceConnOpts{user: user, clientID: "x"}},
+	} {
+		if _, err := connectDevice(t, url, tc.d, tc.o); err == nil {
+			t.Errorf("%s: connected, want refused", tc.name)
+		}
+	}
+	testDeviceACL(t, fx, url, user, pass, false)
+}
+
+func TestHubMosquitto(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	url, user, pass := startMosquitto(t, fx)
+	testHubEndToEnd(t, fx, url, user, pass)
+}
+
+func TestWriteMosquittoConfig(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	on := broadcast.Device{ID: "38001-01", Station: "38001", SecretHash: broadcast.HashSecret("s1")}
+	off := broadcast.Device{ID: "38001-02", Station: "38001", SecretHash: broadcast.HashSecret("s2"), Disabled: true}
+	if err := WriteMosquittoConfig(dir, []broadcast.Device{on, off}, "loaxad", "pw", ""); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	passwd, acl, conf := read(MosquittoPasswd), read(MosquittoACL), read(MosquittoConf)
+	if !strings.Contains(passwd, on.ID+":"+on.SecretHash+"\n") || strings.Contains(passwd, off.ID) {
+		t.Errorf("passwd:\n%s", passwd)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(passwd), "\n") {
+		if u, h, _ := strings.Cut(line, ":"); u == "loaxad" && !broadcast.VerifySecret(h, "pw") {
+			t.Errorf("daemon's hash does not verify: %s", line)
+		}
+	}
+	for _, want := range []string{
+		"user loaxad\ntopic readwrite loaxa/v1/#\n",
+		"user 38001-01\ntopic write loaxa/v1/dev/38001-01/events\ntopic write loaxa/v1/dev/38001-01/status\n" +
+			"topic read loaxa/v1/dev/38001-01/schedule\ntopic read loaxa/v1/dev/38001-01/cmd\n",
+	} {
+		if !strings.Contains(acl, want) {
+			t.Errorf("acl lacks %q:\n%s", want, acl)
+		}
+	}
+	if strings.Contains(acl, off.ID) || strings.Contains(acl, "pattern") {
+		t.Errorf("acl:\n%s", acl)
+	}
+	for _, want := range []string{"allow_anonymous false", "password_file " + filepath.Join(dir, MosquittoPasswd),
+		"acl_file " + filepath.Join(dir, MosquittoACL), "max_queued_messages 0", "max_inflight_messages 0", "max_queued_bytes 0", "persistence false"} {
+		if !strings.Contains(conf, want+"\n") {
+			t.Errorf("mosquitto.conf lacks %q", want)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, MosquittoPasswd)); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Errorf("passwd is readable by others: %v %v", fi.Mode(), err)
+	}
+
+	for name, call := range map[string]func() error{
+		"device named like the daemon": func() error {
+			return WriteMosquittoConfig(dir, []broadcast.Device{{ID: "loaxad", SecretHash: on.SecretHash}}, "loaxad", "pw", "")
+		},
+		"bad secret hash": func() error {
+			return WriteMosquittoConfig(dir, []broadcast.Device{{ID: "x", SecretHash: "plain"}}, "loaxad", "pw", "")
+		},
+		"daemon user with a colon": func() error { return WriteMosquittoConfig(dir, nil, "a:b", "pw", "") },
+		"no daemon password":       func() error { return WriteMosquittoConfig(dir, nil, "loaxad", "", "") },
+		"root with a space":        func() error { return WriteMosquittoConfig(dir, nil, "loaxad", "pw", "a b") },
+		"wildcard root":            func() error { return WriteMosquittoConfig(dir, nil, "loaxad", "pw", "a/#") },
+	} {
+		if err := call(); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
