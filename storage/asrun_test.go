@@ -1,0 +1,479 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+// seedAiring makes station 38001 with n devices and airing a1 of programme p1.
+func seedAiring(t testing.TB, s *Store, n int) (devices []string, a *broadcast.Airing) {
+	t.Helper()
+	seedStations(t, s, 2)
+	devices = addDevices(t, s, "38001", n)
+	p := seedProgramme(t, s, "p1")
+	a = airing("a1", "38001", "p1", t0)
+	a.Audio = p.Audio
+	must(t, s.PutAirings(context.Background(), []*broadcast.Airing{a}, nil))
+	return devices, a
+}
+
+func TestAppendEvent(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	devs, a := seedAiring(t, s, 2)
+
+	rec := event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived)
+	app, err := s.AppendEvent(ctx, rec)
+	must(t, err)
+	e := app.Entry
+	if app.Duplicate || e.Seq != 1 || e.Device != devs[0] || e.Station != "38001" || e.Airing != "a1" ||
+		e.DeviceSeq != 1 || e.Event != broadcast.EventReceived || !bytes.Equal(e.Payload, rec.Payload) ||
+		!e.ReceivedAt.Equal(rec.ReceivedAt) || !e.PrevHash.IsZero() || e.Hash != e.ChainHash() {
+		t.Fatalf("entry %+v", e)
+	}
+	if app.UptoSeq != 1 || app.UptoHash != e.Hash {
+		t.Errorf("upto %d %s", app.UptoSeq, app.UptoHash)
+	}
+	if app.Airing.Status != broadcast.StatusReceived || app.Airing.Devices[devs[0]].Events[0].Entry != 1 {
+		t.Errorf("airing after the event: %+v", app.Airing)
+	}
+	// The caller may reuse its buffer: the log kept its own copy.
+	rec.Payload[0] = 'X'
+
+	// Both devices play it in full: aired (2 enabled devices, ratio 0.8 → 2 needed).
+	finished := func(dev string, seq uint64) EventRecord {
+		r := event(t, dev, "38001", "a1", seq, broadcast.EventFinished)
+		r.Event.StartedAt, r.Event.PlayedMS, r.Event.SHA256 = a.Start, a.Audio.DurationMS, a.Audio.SHA256
+		return r
+	}
+	app, err = s.AppendEvent(ctx, finished(devs[0], 2))
+	must(t, err)
+	if app.Airing.Status == broadcast.StatusAired {
+		t.Errorf("aired by one device of two")
+	}
+	app, err = s.AppendEvent(ctx, finished(devs[1], 1))
+	must(t, err)
+	if app.Airing.Status != broadcast.StatusAired || app.Entry.Seq != 3 {
+		t.Errorf("after both finished: %s, entry %d", app.Airing.Status, app.Entry.Seq)
+	}
+	stored, err := s.Airing("a1")
+	must(t, err)
+	if stored.Status != broadcast.StatusAired || len(stored.Devices) != 2 || !stored.UpdatedAt.Equal(app.Entry.ReceivedAt) {
+		t.Errorf("stored airing %+v", stored)
+	}
+	verifyChain(t, s)
+	st := s.Stats()
+	if st.EventsAppended != 3 || st.Commits < 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestAppendEventRefusals(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	devs, _ := seedAiring(t, s, 1)
+	must(t, s.PutAirings(ctx, []*broadcast.Airing{airing("b1", "38002", "p1", t0)}, nil))
+
+	var pe *broadcast.ProtocolError
+	_, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "nope", 1, broadcast.EventReceived))
+	if !errors.As(err, &pe) || pe.Reason != broadcast.RejectAiring {
+		t.Errorf("unknown airing: %v", err)
+	}
+	_, err = s.AppendEvent(ctx, event(t, devs[0], "38001", "b1", 1, broadcast.EventReceived))
+	if !errors.As(err, &pe) || pe.Reason != broadcast.RejectAiring {
+		t.Errorf("airing of another station: %v", err)
+	}
+	rec := event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived)
+	rec.Event.Device = "someone-else"
+	if _, err = s.AppendEvent(ctx, rec); !errors.As(err, &pe) || pe.Reason != broadcast.RejectDevice {
+		t.Errorf("device mismatch: %v", err)
+	}
+	if _, err = s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 0, broadcast.EventReceived)); !errors.As(err, &pe) || pe.Reason != broadcast.RejectSeq {
+		t.Errorf("seq 0: %v", err)
+	}
+	if seq, _, _ := s.AsRunHead(); seq != 0 {
+		t.Errorf("refused events were logged: head %d", seq)
+	}
+	if st, _ := s.DeviceSeq(devs[0]); st != (DeviceSeqState{}) {
+		t.Errorf("refused events moved the seq state: %+v", st)
+	}
+	// The seq of a refused event is free for the real one.
+	app, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived))
+	must(t, err)
+	if app.Entry.Seq != 1 || app.Duplicate {
+		t.Errorf("after refusals: %+v", app)
+	}
+	if s.Stats().Rejected != 4 {
+		t.Errorf("stats %+v", s.Stats())
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.AppendEvent(cctx, event(t, devs[0], "38001", "a1", 2, broadcast.EventReady)); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: %v", err)
+	}
+	if seq, _, _ := s.AsRunHead(); seq != 1 {
+		t.Errorf("a cancelled append was logged")
+	}
+}
+
+// One transaction holding good events and refused ones: the refused log
+// nothing, the good ones commit, together.
+func TestBatchWithRefusals(t *testing.T) {
+	s := mustOpen(t)
+	devs, _ := seedAiring(t, s, 3)
+	must(t, s.PutAirings(context.Background(), []*broadcast.Airing{airing("b1", "38002", "p1", t0)}, nil))
+	recs := []EventRecord{
+		event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived),
+		event(t, devs[1], "38001", "unknown", 1, broadcast.EventReceived),
+		event(t, devs[1], "38001", "b1", 2, broadcast.EventReceived),
+		event(t, devs[2], "38001", "a1", 1, broadcast.EventReceived),
+		event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived), // duplicate within the batch
+	}
+	batch := make([]*request, len(recs))
+	for i, r := range recs {
+		batch[i] = &request{rec: r, reply: make(chan result, 1)}
+	}
+	commits := s.Stats().Commits
+	s.commit(batch) // as the writer would, with all five drained at once
+	if got := s.Stats().Commits - commits; got != 1 {
+		t.Errorf("%d commits, want 1", got)
+	}
+	res := make([]result, len(batch))
+	for i, r := range batch {
+		res[i] = <-r.reply
+	}
+	var pe *broadcast.ProtocolError
+	for _, i := range []int{1, 2} {
+		if !errors.As(res[i].err, &pe) || pe.Reason != broadcast.RejectAiring {
+			t.Errorf("record %d: %v", i, res[i].err)
+		}
+	}
+	if res[0].err != nil || res[0].app.Entry.Seq != 1 || res[3].err != nil || res[3].app.Entry.Seq != 2 {
+		t.Errorf("good records: %+v %+v", res[0], res[3])
+	}
+	if !res[4].app.Duplicate || res[4].app.Entry.Hash != res[0].app.Entry.Hash {
+		t.Errorf("in-batch duplicate: %+v", res[4])
+	}
+	if n := verifyChain(t, s); n != 2 {
+		t.Errorf("log has %d entries, want 2", n)
+	}
+	if st, _ := s.DeviceSeq(devs[1]); st.Max != 0 {
+		t.Errorf("refused device has seq state %+v", st)
+	}
+	a, _ := s.Airing("a1")
+	if len(a.Devices) != 2 || len(a.Devices[devs[0]].Events) != 1 {
+		t.Errorf("airing devices: %+v", a.Devices)
+	}
+}
+
+func TestExactlyOnceUnderConcurrentDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenDir(t, dir)
+	ctx := context.Background()
+	devs, _ := seedAiring(t, s, 4)
+	const seqs = 30
+	type key struct {
+		dev string
+		seq uint64
+	}
+	var (
+		mu    sync.Mutex
+		fresh = map[key]broadcast.AsRunEntry{}
+		dups  = map[key][]broadcast.AsRunEntry{}
+		wg    sync.WaitGroup
+	)
+	// Eight deliveries of every event, racing: a device and a broker
+	// redelivering after a reconnect.
+	for range 8 {
+		for _, d := range devs {
+			wg.Go(func() {
+				for seq := uint64(1); seq <= seqs; seq++ {
+					app, err := s.AppendEvent(ctx, event(t, d, "38001", "a1", seq, broadcast.EventReceived))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					k := key{d, seq}
+					if app.Duplicate {
+						dups[k] = append(dups[k], app.Entry)
+					} else {
+						if _, ok := fresh[k]; ok {
+							t.Errorf("%v logged twice", k)
+						}
+						fresh[k] = app.Entry
+					}
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if len(fresh) != len(devs)*seqs {
+		t.Fatalf("%d distinct events logged, want %d", len(fresh), len(devs)*seqs)
+	}
+	for k, ds := range dups {
+		if len(ds) != 7 {
+			t.Errorf("%v: %d duplicates, want 7", k, len(ds))
+		}
+		for _, d := range ds {
+			if d.Seq != fresh[k].Seq || d.Hash != fresh[k].Hash {
+				t.Errorf("%v: duplicate answered with entry %d, first was %d", k, d.Seq, fresh[k].Seq)
+			}
+		}
+	}
+	st := s.Stats()
+	if st.EventsAppended != uint64(len(fresh)) || st.Duplicates != uint64(7*len(fresh)) {
+		t.Errorf("stats %+v", st)
+	}
+	t.Logf("%d events in %d commits", st.EventsAppended+st.Duplicates, st.Commits)
+	must(t, s.Close())
+
+	// Reopened: the chain verifies and every device is complete.
+	s = mustOpenDir(t, dir)
+	if n := verifyChain(t, s); n != uint64(len(fresh)) {
+		t.Errorf("log holds %d entries", n)
+	}
+	for _, d := range devs {
+		st, err := s.DeviceSeq(d)
+		must(t, err)
+		if st.Upto != seqs || st.Max != seqs || st.UptoHash != fresh[key{d, seqs}].Hash {
+			t.Errorf("%s: %+v", d, st)
+		}
+	}
+	a, _ := s.Airing("a1")
+	for _, d := range devs {
+		if n := len(a.Devices[d].Events); n != seqs {
+			t.Errorf("%s has %d event refs on the airing, want %d (one per logged event)", d, n, seqs)
+		}
+	}
+}
+
+func TestUptoAcrossGaps(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	devs, _ := seedAiring(t, s, 1)
+	d := devs[0]
+	hashes := map[uint64]broadcast.Hash{}
+	send := func(seq uint64) Appended {
+		t.Helper()
+		app, err := s.AppendEvent(ctx, event(t, d, "38001", "a1", seq, broadcast.EventReceived))
+		must(t, err)
+		hashes[seq] = app.Entry.Hash
+		return app
+	}
+	expect := func(app Appended, upto, max uint64) {
+		t.Helper()
+		if app.UptoSeq != upto {
+			t.Errorf("upto %d, want %d", app.UptoSeq, upto)
+		}
+		var want broadcast.Hash
+		if upto > 0 {
+			want = hashes[upto]
+		}
+		if app.UptoHash != want {
+			t.Errorf("upto hash is not the hash of the entry holding seq %d", upto)
+		}
+		st, err := s.DeviceSeq(d)
+		must(t, err)
+		if st.Upto != upto || st.Max != max || st.UptoHash != want {
+			t.Errorf("DeviceSeq = %+v, want upto %d max %d", st, upto, max)
+		}
+	}
+	expect(send(2), 0, 2) // seq 1 lost in transit
+	expect(send(3), 0, 3)
+	expect(send(5), 0, 5)
+	expect(send(1), 3, 5) // fills the first gap: 1, 2, 3
+	expect(send(4), 5, 5) // and the second
+	expect(send(6), 6, 6)
+	dup := send(2)
+	if !dup.Duplicate || dup.UptoSeq != 6 {
+		t.Errorf("late duplicate: %+v", dup)
+	}
+	st, _ := s.DeviceSeq(d)
+	if !st.LastReceived.Equal(t0.Add(6 * time.Second)) {
+		t.Errorf("last received %s", st.LastReceived)
+	}
+	if st, _ := s.DeviceSeq("silent"); st != (DeviceSeqState{}) {
+		t.Errorf("device that sent nothing: %+v", st)
+	}
+}
+
+func TestAsRunStream(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	devs, _ := seedAiring(t, s, 1)
+	const n = chunk*2 + 17
+	// A device reports a handful of events per airing: one airing per four.
+	var as []*broadcast.Airing
+	for i := range n/4 + 1 {
+		as = append(as, airing(fmt.Sprintf("x%d", i), "38001", "p1", t0.Add(time.Duration(i)*time.Hour)))
+	}
+	must(t, s.PutAirings(ctx, as, nil))
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for seq := uint64(w + 1); seq <= n; seq += 8 {
+				if _, err := s.AppendEvent(ctx, event(t, devs[0], "38001", fmt.Sprintf("x%d", seq/4), seq, broadcast.EventReceived)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := verifyChain(t, s); got != n {
+		t.Fatalf("%d entries", got)
+	}
+	// From the middle, with writes from inside fn (no read tx is held).
+	var seen []uint64
+	must(t, s.AsRun(n-5, func(e broadcast.AsRunEntry) error {
+		seen = append(seen, e.Seq)
+		_, err := s.NextSnapshotRev(ctx, "d")
+		return err
+	}))
+	if fmt.Sprint(seen) != fmt.Sprint([]uint64{n - 4, n - 3, n - 2, n - 1, n}) {
+		t.Errorf("AsRun(n-5) = %v", seen)
+	}
+	stop := errors.New("stop")
+	if err := s.AsRun(0, func(broadcast.AsRunEntry) error { return stop }); err != stop {
+		t.Errorf("fn error: %v", err)
+	}
+	if st, _ := s.DeviceSeq(devs[0]); st.Upto != n {
+		t.Errorf("upto %d", st.Upto)
+	}
+}
+
+// An op entry that cannot be logged takes the change down with it.
+func TestOpAtomicWithChange(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	seedStations(t, s, 1)
+	err := s.PutAirings(ctx, []*broadcast.Airing{airing("a1", "38001", "p", t0)}, &broadcast.OpEntry{Actor: "x"}) // no action
+	if broadcast.ErrorCode(err) != broadcast.EInvalid {
+		t.Fatalf("op without action: %v", err)
+	}
+	if _, err := s.Airing("a1"); !broadcast.IsNotFound(err) {
+		t.Errorf("the airing was stored without its op entry: %v", err)
+	}
+	err = s.AddDevice(ctx, broadcast.Device{ID: "d1", Station: "38001"}, &broadcast.OpEntry{})
+	if err == nil {
+		t.Fatal("device added with an invalid op entry")
+	}
+	if _, err := s.Device("d1"); !broadcast.IsNotFound(err) {
+		t.Errorf("device stored without its op entry")
+	}
+	if seq, _, _ := s.OpsHead(); seq != 0 {
+		t.Errorf("ops head %d", seq)
+	}
+	// And with a valid entry both land, chained.
+	op := broadcast.OpEntry{Actor: "tok1", Action: "device.add", Subject: "d1", Detail: []byte(`{"station":"38001"}`)}
+	must(t, s.AddDevice(ctx, broadcast.Device{ID: "d1", Station: "38001"}, &op))
+	must(t, s.PutAirings(ctx, []*broadcast.Airing{airing("a1", "38001", "p", t0)}, &broadcast.OpEntry{Actor: "system", Action: "schedule.plan"}))
+	verifyOps(t, s, 2)
+}
+
+// Close while appends are in flight: each either fails with ErrClosed or
+// is durable.
+func TestCloseWithPendingAppends(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{Policy: broadcast.DefaultPolicy()})
+	must(t, err)
+	devs, _ := seedAiring(t, s, 16)
+	var (
+		mu sync.Mutex
+		ok = map[string]uint64{}
+		wg sync.WaitGroup
+	)
+	for _, d := range devs {
+		wg.Go(func() {
+			for seq := uint64(1); ; seq++ {
+				app, err := s.AppendEvent(context.Background(), event(t, d, "38001", "a1", seq, broadcast.EventReceived))
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				ok[d] = app.UptoSeq
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	must(t, s.Close())
+	wg.Wait()
+
+	s = mustOpenDir(t, dir)
+	verifyChain(t, s)
+	for d, upto := range ok {
+		st, err := s.DeviceSeq(d)
+		must(t, err)
+		if st.Upto < upto {
+			t.Errorf("%s: acknowledged up to %d, durable up to %d", d, upto, st.Upto)
+		}
+	}
+}
+
+// A planner re-saving its older copy of an airing keeps the evidence.
+func TestPutAiringsKeepsEvidence(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	devs, a := seedAiring(t, s, 1)
+	_, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived))
+	must(t, err)
+	stale := *a // no Devices
+	stale.Start = a.Start.Add(time.Hour)
+	must(t, s.PutAirings(ctx, []*broadcast.Airing{&stale}, nil))
+	got, err := s.Airing("a1")
+	must(t, err)
+	if len(got.Devices) != 1 || got.Devices[devs[0]].Events[0].Entry != 1 || !got.Start.Equal(stale.Start) {
+		t.Errorf("after re-save: %+v", got)
+	}
+}
+
+func TestZeroPolicyIsDefault(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	must(t, err)
+	defer s.Close()
+	if s.policy.MinDeviceRatio != broadcast.DefaultPolicy().MinDeviceRatio {
+		t.Errorf("policy %+v", s.policy)
+	}
+}
+
+// A request that spoils the transaction (here: a corrupt counter) fails
+// alone; the batch is retried one request per transaction.
+func TestPoisonousRequestFailsAlone(t *testing.T) {
+	s := mustOpen(t)
+	devs, _ := seedAiring(t, s, 2)
+	must(t, s.db.Update(func(tx *boltTx) error {
+		return tx.Bucket(bktSnapRev).Put([]byte("bad"), []byte("x"))
+	}))
+	batch := []*request{
+		{rec: event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived)},
+		{rev: "bad"},
+		{rec: event(t, devs[1], "38001", "a1", 1, broadcast.EventReceived)},
+	}
+	for _, r := range batch {
+		r.reply = make(chan result, 1)
+	}
+	s.commit(batch)
+	for i, r := range batch {
+		res := <-r.reply
+		if (i == 1) != (res.err != nil) {
+			t.Errorf("request %d: %v", i, res.err)
+		}
+	}
+	if n := verifyChain(t, s); n != 2 {
+		t.Errorf("%d entries logged, want 2", n)
+	}
+}

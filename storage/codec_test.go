@@ -1,0 +1,168 @@
+package storage
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+// The binary airing codec lists fields by hand. If broadcast grows a field,
+// this test fails until encodeAiring and decodeAiring carry it (and the
+// lists below are updated), so that no field is silently dropped.
+func TestAiringCodecKnowsEveryField(t *testing.T) {
+	known := map[reflect.Type]string{
+		reflect.TypeFor[broadcast.Airing]():       "ID Programme Station Month Kind Priority Title Audio Start NotAfter Status Reason Replaces Devices CreatedAt UpdatedAt",
+		reflect.TypeFor[broadcast.Audio]():        "SHA256 Size Format Type DurationMS",
+		reflect.TypeFor[broadcast.DeviceAiring](): "Status Reason StartedAt PlayedMS Events",
+		reflect.TypeFor[broadcast.EventRef]():     "Entry Event At",
+	}
+	for typ, want := range known {
+		var got []string
+		for f := range typ.Fields() {
+			got = append(got, f.Name)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s has fields %v; the codec knows %s. Update codec.go and this list.", typ, got, want)
+		}
+	}
+}
+
+func fullAiring() *broadcast.Airing {
+	loc := time.FixedZone("ICT", 7*3600)
+	at := time.Date(2026, 3, 2, 6, 0, 1, 123456789, loc)
+	return &broadcast.Airing{
+		ID: "01JABC", Programme: "01JPRG", Station: "38001", Month: "2026-03", Kind: broadcast.KindMakeup,
+		Priority: broadcast.PriorityEmergency, Title: "Chuyển đổi số — tháng 3",
+		Audio: broadcast.Audio{SHA256: strings.Repeat("ab", 32), Size: 1 << 40, Format: "ogg-opus", Type: "audio/ogg", DurationMS: 600_000},
+		Start: at, NotAfter: at.Add(time.Hour), Status: broadcast.StatusFailed, Reason: "no_finish", Replaces: "01JOLD",
+		Devices: map[string]*broadcast.DeviceAiring{
+			"d2": {Status: broadcast.StatusAired, StartedAt: at, PlayedMS: 599_000, Events: []broadcast.EventRef{{Entry: 1 << 50, Event: broadcast.EventStarted, At: at}, {Entry: 7, Event: "custom", At: at.Add(time.Second)}}},
+			"d1": {Status: broadcast.StatusFailed, Reason: "player_error", Events: []broadcast.EventRef{}},
+			"d3": {Status: broadcast.StatusPlanned},
+		},
+		CreatedAt: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), // outside UnixNano's range
+		UpdatedAt: time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC),
+	}
+}
+
+func TestAiringCodecRoundTrip(t *testing.T) {
+	for _, a := range []*broadcast.Airing{fullAiring(), {ID: "x", Station: "s"}, {ID: "y", Devices: map[string]*broadcast.DeviceAiring{}}} {
+		v := encodeAiring(a)
+		got, err := decodeAiring(a.ID, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Same instants and values; zones are not kept, so compare as JSON
+		// in UTC.
+		if want, have := jsonUTC(t, a), jsonUTC(t, got); want != have {
+			t.Errorf("round trip:\n got %s\nwant %s", have, want)
+		}
+		if string(encodeAiring(got)) != string(v) {
+			t.Error("re-encoding differs")
+		}
+		for i := 1; i < len(v); i++ {
+			if _, err := decodeAiring(a.ID, v[:i]); err == nil {
+				t.Fatalf("truncated record (%d of %d bytes) decoded", i, len(v))
+			}
+		}
+	}
+	// Records written as JSON still read.
+	a := fullAiring()
+	j, _ := json.Marshal(a)
+	got, err := decodeAiring(a.ID, j)
+	if err != nil || !got.Start.Equal(a.Start) || got.Devices["d2"].Events[0].Entry != 1<<50 {
+		t.Errorf("JSON record: %v %+v", err, got)
+	}
+}
+
+// jsonUTC renders an airing with every time in UTC.
+func jsonUTC(t *testing.T, a *broadcast.Airing) string {
+	t.Helper()
+	c := cloneAiring(a)
+	utc := func(p *time.Time) {
+		if !p.IsZero() {
+			*p = p.UTC()
+		}
+	}
+	utc(&c.Start)
+	utc(&c.NotAfter)
+	utc(&c.CreatedAt)
+	utc(&c.UpdatedAt)
+	for _, d := range c.Devices {
+		if d == nil {
+			continue
+		}
+		utc(&d.StartedAt)
+		for i := range d.Events {
+			utc(&d.Events[i].At)
+		}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func BenchmarkAiringCodec(b *testing.B) {
+	a := fullAiring()
+	for i := range 8 {
+		a.Devices["dev"+string(rune('a'+i))] = &broadcast.DeviceAiring{Status: broadcast.StatusAired, StartedAt: a.Start, PlayedMS: 600_000,
+			Events: []broadcast.EventRef{{Entry: 1, Event: "received", At: a.Start}, {Entry: 2, Event: "ready", At: a.Start}, {Entry: 3, Event: "started", At: a.Start}, {Entry: 4, Event: "finished", At: a.Start}}}
+	}
+	v := encodeAiring(a)
+	b.Run("encode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			encodeAiring(a)
+		}
+	})
+	b.Run("decode", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeAiring(a.ID, v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	j, _ := json.Marshal(a)
+	b.Run("decode-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeAiring(a.ID, j); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Logf("binary %d bytes, JSON %d bytes", len(v), len(j))
+}
+
+func TestCloneAiring(t *testing.T) {
+	a := fullAiring()
+	c := cloneAiring(a)
+	if jsonUTC(t, a) != jsonUTC(t, c) {
+		t.Fatal("clone differs")
+	}
+	// Appending to one device's events in the clone touches neither the
+	// original nor the clone's other devices.
+	c.Devices["d2"].Events = append(c.Devices["d2"].Events, broadcast.EventRef{Entry: 99})
+	c.Devices["d1"].Events = append(c.Devices["d1"].Events, broadcast.EventRef{Entry: 98})
+	c.Devices["d2"].Events[0].Entry = 5
+	c.Devices["d3"].Status = broadcast.StatusAired
+	if a.Devices["d2"].Events[0].Entry != 1<<50 || len(a.Devices["d2"].Events) != 2 || len(a.Devices["d1"].Events) != 0 || a.Devices["d3"].Status != broadcast.StatusPlanned {
+		t.Error("clone shares memory with the original")
+	}
+	if c.Devices["d2"].Events[1].Entry != 7 || c.Devices["d2"].Events[2].Entry != 99 {
+		t.Errorf("clone's own appends interfere: %+v", c.Devices["d2"].Events)
+	}
+	if a.Devices["d1"].Events == nil || c.Devices["d1"].Events == nil {
+		t.Error("empty events became nil")
+	}
+	if b := cloneAiring(&broadcast.Airing{ID: "x"}); b.Devices != nil {
+		t.Error("nil devices became non-nil")
+	}
+}

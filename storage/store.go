@@ -1,0 +1,364 @@
+// Package storage is loaxa's one bbolt file and the content-addressed audio
+// blobs beside it (DESIGN.md, "Storage"). It is the only package that imports
+// bbolt: everything else sees broadcast types and the methods of *Store.
+//
+// Layout of dir:
+//
+//	loaxa.db          every record, index, log and counter
+//	blobs/ab/<sha256> programme audio, named by its content
+//	blobs/tmp-*       blobs being written (removed on error; Check reports stale ones)
+//
+// Durability: every method that changes something returns only after the
+// bbolt transaction holding the change has been committed and fsync'd. A
+// mutating method may carry an operations-log entry, which is appended in the
+// same transaction as the change, so that no change exists without its record
+// and no record without its change.
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Options configure Open. The zero value is usable.
+type Options struct {
+	LockTimeout time.Duration    // how long Open waits for another process to release the file; default 5s
+	Policy      broadcast.Policy // used by AppendEvent to judge airings (broadcast.ApplyEvent); zero means broadcast.DefaultPolicy()
+	Now         func() time.Time // default time.Now
+	Logger      *slog.Logger     // default discard
+	MaxBatch    int              // most requests the group-commit writer puts in one transaction; default 10000
+}
+
+func (o *Options) setDefaults() {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 10000
+	}
+	// A zero policy would judge every finished event off schedule (zero
+	// tolerance) and every station aired by one device: never what is meant.
+	if p := o.Policy; p.MinDeviceRatio == 0 && p.MinPlayedRatio == 0 && p.StartTolerance == 0 && p.MinReplays == 0 {
+		o.Policy = broadcast.DefaultPolicy()
+	}
+}
+
+// ErrLocked is wrapped by Open when another process holds the file lock.
+var ErrLocked = errors.New("another process holds the lock (is loaxad already running?)")
+
+// ErrSchema is wrapped by Open when the file was written by a newer loaxad.
+var ErrSchema = errors.New("unsupported schema version")
+
+// ErrClosed is returned by methods called after Close.
+var ErrClosed = errors.New("store is closed")
+
+// SchemaVersion is the layout of the bbolt file this code reads and writes.
+// Open refuses a file with a higher version: an older binary must not write
+// records it does not understand into a newer layout.
+const SchemaVersion = 1
+
+// DBFile is the name of the bbolt file inside the store's directory.
+const DBFile = "loaxa.db"
+
+// Bucket names. Keys are described where each bucket is used.
+var (
+	bktMeta        = []byte("meta")         // "schema" → decimal version
+	bktUnits       = []byte("units")        // code → JSON Unit
+	bktUnitKids    = []byte("unit_kids")    // parent \0 code → nil
+	bktStations    = []byte("stations")     // id → JSON Station
+	bktStationPath = []byte("station_path") // path \0 id → nil
+	bktDevices     = []byte("devices")      // id → JSON deviceRec
+	bktStationDevs = []byte("station_devs") // station \0 device → 1 enabled / 0 disabled
+	bktSnapRev     = []byte("snapshot_rev") // device → u64
+	bktTokens      = []byte("tokens")       // id → JSON tokenRec
+	bktTokenHash   = []byte("token_hash")   // hash → id
+	bktProgrammes  = []byte("programmes")   // id → JSON Programme
+	bktProgMonth   = []byte("prog_month")   // month \0 id → nil
+	bktAirings     = []byte("airings")      // id → start8 (airings.go)
+	bktAirDue      = []byte("air_due")      // start8 id → binary Airing
+	bktAirSM       = []byte("air_sm")       // station \0 month \0 start8 id → nil
+	bktAirST       = []byte("air_st")       // station \0 start8 id → nil
+	bktAirProg     = []byte("air_prog")     // programme \0 id → start8
+	bktAsRun       = []byte("asrun")        // seq8 → binary AsRunEntry
+	bktAsRunDev    = []byte("asrun_dev")    // device \0 dseq8 → seq8; device \0 ff×9 → seq state
+	bktOps         = []byte("ops")          // seq8 → JSON OpEntry
+)
+
+var allBuckets = [][]byte{
+	bktMeta, bktUnits, bktUnitKids, bktStations, bktStationPath, bktDevices,
+	bktStationDevs, bktSnapRev, bktTokens, bktTokenHash, bktProgrammes,
+	bktProgMonth, bktAirings, bktAirSM, bktAirST, bktAirDue, bktAirProg,
+	bktAsRun, bktAsRunDev, bktOps,
+}
+
+// Store is the bbolt file and the blobs directory. Its methods are safe for
+// concurrent use.
+type Store struct {
+	dir    string
+	db     *bolt.DB
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	policy broadcast.Policy
+
+	// The group-commit writer (asrun.go). mu guards closed and makes Close
+	// wait for senders that are handing a request over, so that no request
+	// can enter the queue after the writer's last drain.
+	mu         sync.RWMutex
+	closed     bool
+	reqs       chan *request
+	reqPool    sync.Pool // of *request, each with its reply channel
+	writerDone chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+
+	stats struct {
+		events, duplicates, rejected, commits atomic.Uint64
+		commitNanos, applyNanos               atomic.Int64
+	}
+}
+
+// Open opens the store in dir, creating the directory, the bbolt file and the
+// blobs directory as needed, checks the schema version and starts the
+// group-commit writer. Close it when done.
+func Open(dir string, opts Options) (*Store, error) {
+	opts.setDefaults()
+	if err := os.MkdirAll(filepath.Join(dir, "blobs"), 0o750); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	path := filepath.Join(dir, DBFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		// Without a timeout bbolt waits forever for the flock: a second
+		// loaxad would hang silently instead of saying why.
+		Timeout: opts.LockTimeout,
+		// The map freelist allocates in O(1) where the array one scans; it
+		// matters once the file is large and fragmented by airing updates.
+		FreelistType: bolt.FreelistMapType,
+		// Not writing the freelist on every commit saves pages on each of
+		// the many small group commits. The price is a scan of the file at
+		// Open to rebuild it, about a second per GB, paid once per start.
+		// Durability of the data is unaffected.
+		NoFreelistSync: true,
+	})
+	if err != nil {
+		if errors.Is(err, bolterrors.ErrTimeout) {
+			return nil, fmt.Errorf("open %s: %w: waited %s", path, ErrLocked, opts.LockTimeout)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	s := &Store{
+		dir: dir, db: db, opts: opts, log: opts.Logger, now: opts.Now, policy: opts.Policy,
+		reqs:       make(chan *request, min(opts.MaxBatch, 4096)),
+		writerDone: make(chan struct{}),
+	}
+	s.reqPool.New = func() any { return &request{reply: make(chan result, 1)} }
+	if err := s.initSchema(path); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	// A backup's spool file outlives a crash during the backup; nothing
+	// else reads it.
+	if left, _ := filepath.Glob(filepath.Join(dir, backupPrefix+"*")); len(left) > 0 {
+		for _, f := range left {
+			_ = os.Remove(f)
+		}
+		s.log.Info("removed leftover backup spool files", "files", left)
+	}
+	go s.writer()
+	return s, nil
+}
+
+func (s *Store) initSchema(path string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("open %s: create bucket %s: %w", path, name, err)
+			}
+		}
+		meta := tx.Bucket(bktMeta)
+		v := meta.Get([]byte("schema"))
+		if v == nil {
+			return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
+		}
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return fmt.Errorf("open %s: schema version %q is not a number: %w", path, v, ErrSchema)
+		}
+		if n > SchemaVersion {
+			return fmt.Errorf("open %s: %w: the file has schema version %d, this loaxad understands up to %d; run a newer loaxad or restore a backup", path, ErrSchema, n, SchemaVersion)
+		}
+		// Migrations from n < SchemaVersion go here when there is a version 2.
+		return nil
+	})
+}
+
+// Close stops the group-commit writer and closes the file. Requests already
+// queued are committed first; AppendEvent calls made after Close began fail
+// with ErrClosed.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.reqs)
+		<-s.writerDone
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close %s: %w", filepath.Join(s.dir, DBFile), err)
+		}
+	})
+	return s.closeErr
+}
+
+// Dir is the store's directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Stats are counters for metrics, since the store was opened.
+type Stats struct {
+	EventsAppended uint64        // as-run entries written
+	Duplicates     uint64        // events whose (device, seq) was already logged
+	Commits        uint64        // group-commit transactions
+	Rejected       uint64        // events refused (unknown airing, wrong station…)
+	CommitTime     time.Duration // total time spent in group-commit transactions, fsync included
+	ApplyTime      time.Duration // of which applying the requests, before bbolt's commit
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		EventsAppended: s.stats.events.Load(),
+		Duplicates:     s.stats.duplicates.Load(),
+		Commits:        s.stats.commits.Load(),
+		Rejected:       s.stats.rejected.Load(),
+		CommitTime:     time.Duration(s.stats.commitNanos.Load()),
+		ApplyTime:      time.Duration(s.stats.applyNanos.Load()),
+	}
+}
+
+// errNoChange aborts an update that found nothing to do; update treats it
+// as success and, since nothing changed, logs no operation.
+var errNoChange = errors.New("no change")
+
+// update runs fn in a write transaction and appends op, if any, to the
+// operations log in the same transaction. On success the logged entry (with
+// Seq, PrevHash and Hash) is copied back into *op.
+func (s *Store) update(ctx context.Context, op *broadcast.OpEntry, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var logged broadcast.OpEntry
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if op != nil {
+			var err error
+			if logged, err = s.appendOp(tx, *op); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		return nil
+	}
+	if err != nil {
+		return s.dbErr(err)
+	}
+	if op != nil {
+		*op = logged
+	}
+	return nil
+}
+
+// view runs fn in a read transaction.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	return s.dbErr(s.db.View(fn))
+}
+
+// dbErr turns bbolt's "not open" into ErrClosed.
+func (s *Store) dbErr(err error) error {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+func notFound(kind, id string) error {
+	return broadcast.Errorf(broadcast.ENotFound, "%s %q not found", kind, id)
+}
+
+// u64 is a big-endian key, so that bbolt's byte order is numeric order.
+func u64(n uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return b[:]
+}
+
+// timeKey orders instants: nanoseconds since 1970 with the sign bit flipped,
+// big-endian, so that times before 1970 sort before those after.
+func timeKey(t time.Time) []byte { return u64(uint64(t.UnixNano()) ^ 1<<63) }
+
+// key joins parts with a 0 byte, which no id, code, month or path contains.
+func key(parts ...string) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	b := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
+}
+
+// scan calls fn for every key of b starting with prefix, in order.
+func scan(b *bolt.Bucket, prefix []byte, fn func(k, v []byte) error) error {
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = c.Next() {
+		if err := fn(k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}
+
+// ctxWriter fails writes once ctx is done, so that a backup to a client that
+// went away stops.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
