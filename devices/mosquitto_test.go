@@ -1,53 +1,21 @@
 package devices
 
 import (
-	"bytes"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/devices/mosquittotest"
 )
-
-const mosquittoBin = "/usr/sbin/mosquitto"
-
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startMosquitto runs the real Mosquitto with the files WriteMosquittoConfig
 // wrote, on a free loopback port, and returns its URL and the daemon's
 // credentials.
 func startMosquitto(t *testing.T, fx *fixture) (url, user, pass string) {
 	t.Helper()
-	bin := mosquittoBin
-	if _, err := os.Stat(bin); err != nil {
-		p, lerr := exec.LookPath("mosquitto")
-		if lerr != nil {
-			t.Skipf("skipping: Mosquitto is not installed (%s: %v; install the mosquitto package)", bin, err)
-		}
-		bin = p
-	}
+	mosquittotest.Binary(t)
 	var devs []broadcast.Device
 	for _, st := range []string{"38001", "38002"} {
 		ds, err := fx.store.Devices(st)
@@ -70,69 +38,9 @@ func startMosquitto(t *testing.T, fx *fixture) (url, user, pass string) {
 	}
 
 	// The generated file listens on 1883 on every interface; the test wants
-	// a free loopback port. Mosquitto (as root) drops to its own user, which
-	// must be able to read the files under the test's private temp dir.
-	port := freePort(t)
-	conf := filepath.Join(dir, MosquittoConf)
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Contains(b, []byte("\nlistener 1883\n")) {
-		t.Fatalf("mosquitto.conf has no default listener:\n%s", b)
-	}
-	b = bytes.Replace(b, []byte("\nlistener 1883\n"), fmt.Appendf(nil, "\nlistener %d 127.0.0.1\n", port), 1)
-	if os.Geteuid() == 0 {
-		b = append(b, "user root\n"...)
-	}
-	if err := os.WriteFile(conf, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	out := &lockedBuffer{}
-	cmd := exec.Command(bin, "-c", conf)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start mosquitto: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("mosquitto output:\n%s", out.String())
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = c.Close()
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("mosquitto exited:\n%s", out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto does not listen on %s:\n%s", addr, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// a free loopback port.
+	addr := mosquittotest.Start(t, dir, mosquittotest.FreePort(t))
 	return "tcp://" + addr, user, pass
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func TestMosquittoAuthAndACL(t *testing.T) {

@@ -1,0 +1,311 @@
+// Package daemon wires loaxad together: storage, the broker, the devices'
+// hub, the scheduler and the HTTP API. It holds no logic of its own, so that
+// tests can run the real daemon in-process with Start and a config.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/loaxa/loaxa/api"
+	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/configs"
+	"github.com/loaxa/loaxa/devices"
+	"github.com/loaxa/loaxa/scheduler"
+	"github.com/loaxa/loaxa/storage"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Options configure a daemon.
+type Options struct {
+	Config configs.Config
+	Logger *slog.Logger
+	// Clock replaces the scheduler's clock in tests; nil is the real one.
+	Clock scheduler.Clock
+	// ConfigFile is only reported in logs.
+	ConfigFile string
+}
+
+// Daemon is a running loaxad.
+type Daemon struct {
+	opts Options
+	log  *slog.Logger
+
+	store   *storage.Store
+	broker  *devices.Broker
+	hub     *devices.Hub
+	sched   *scheduler.Scheduler
+	chores  *scheduler.Housekeeping
+	http    *http.Server
+	httpLn  net.Listener
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closers []func() error // run in reverse by Close
+
+	AdminTokenFile string
+}
+
+// Run starts the daemon and serves until ctx is done.
+func Run(ctx context.Context, opts Options) error {
+	d, err := Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return d.Close()
+}
+
+// Policy turns the configuration's policy section into the domain's.
+func Policy(c configs.Config) broadcast.Policy {
+	p := c.Policy
+	return broadcast.Policy{
+		MinReplays:     p.MinReplays,
+		Hours:          broadcast.DayWindow{Start: p.BroadcastHours.Start, End: p.BroadcastHours.End},
+		Slots:          p.SlotMinutes(),
+		StartTolerance: p.StartTolerance,
+		MinPlayedRatio: p.MinPlayedRatio,
+		MinDeviceRatio: p.MinDeviceRatio,
+		Freeze:         p.Freeze,
+		Lead:           p.Lead,
+		Grace:          p.Grace,
+		SelfApproval:   p.SelfApproval,
+	}
+}
+
+// Start brings the daemon up, in dependency order: storage, broker, hub,
+// scheduler, HTTP. On any failure it closes what it had started.
+func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
+	cfg := opts.Config
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}))
+	}
+	d = &Daemon{opts: opts, log: log}
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+	policy := Policy(cfg)
+	loc := cfg.Location()
+	now := time.Now
+	if opts.Clock != nil {
+		now = opts.Clock.Now
+	}
+	ctx, d.cancel = context.WithCancel(ctx)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Storage first: everything else reads it.
+	d.store, err = storage.Open(cfg.DataDir, storage.Options{Policy: policy, Now: now, Logger: log.With("component", "storage")})
+	if err != nil {
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	d.closers = append(d.closers, d.store.Close)
+	if rep, err := d.store.Check(); err != nil {
+		log.Warn("storage check failed", "err", err)
+	} else if len(rep.MissingBlobs) > 0 || len(rep.OrphanBlobs) > 0 {
+		log.Warn("storage check found problems; run loaxad fsck", "missing_blobs", len(rep.MissingBlobs), "orphan_blobs", len(rep.OrphanBlobs))
+	}
+	if d.AdminTokenFile, err = api.Bootstrap(ctx, d.store, cfg.DataDir, now); err != nil {
+		return nil, err
+	}
+	if d.AdminTokenFile != "" {
+		log.Info("created the first admin token; read it from the file, it is shown nowhere else", "file", d.AdminTokenFile)
+	}
+	if cfg.UnitsCSV != "" {
+		if err := d.importUnits(ctx, cfg.UnitsCSV); err != nil {
+			return nil, err
+		}
+	}
+
+	// The broker: embedded unless an external one is named. The daemon
+	// reaches the embedded one over loopback through paho, exactly as it
+	// reaches Mosquitto, so both paths are the same code.
+	brokerURL, user, pass := cfg.MQTT.URL, cfg.MQTT.Username, cfg.MQTT.Password
+	if brokerURL == "" {
+		user, pass = "loaxad", randomHex(24)
+		d.broker, err = devices.NewBroker(devices.BrokerOptions{
+			Listen: cfg.MQTT.Embedded.Listen, TopicRoot: cfg.MQTT.TopicRoot, Devices: d.store,
+			RootUser: user, RootPassword: pass, Logger: log.With("component", "broker"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		if err := d.broker.Start(); err != nil {
+			return nil, fmt.Errorf("embedded broker on %s: %w", cfg.MQTT.Embedded.Listen, err)
+		}
+		d.closers = append(d.closers, d.broker.Close)
+		brokerURL = "tcp://" + d.broker.Addr()
+		log.Info("embedded MQTT broker listening", "addr", d.broker.Addr())
+	}
+	d.hub, err = devices.NewHub(devices.HubOptions{
+		BrokerURL: brokerURL, Username: user, Password: pass, ClientID: cfg.MQTT.ClientID,
+		TopicRoot: cfg.MQTT.TopicRoot, Events: d.store, Devices: d.store,
+		Logger: log.With("component", "devices"), Registerer: reg, SeqGapTimeout: cfg.Devices.SeqGapTimeout, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("devices hub: %w", err)
+	}
+	d.goRun("devices hub", d.hub.Run, ctx)
+
+	// Listen before the scheduler starts: with port 0 (tests), the address
+	// that devices download audio from is only known now. Connections wait
+	// in the backlog until Serve.
+	d.httpLn, err = net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http listen on %s: %w", cfg.HTTP.Listen, err)
+	}
+	d.closers = append(d.closers, func() error { d.httpLn.Close(); return nil })
+	publicURL := strings.TrimSuffix(cfg.HTTP.PublicURL, "/")
+	if publicURL == "" {
+		publicURL = "http://" + d.httpLn.Addr().String()
+	}
+	d.sched, err = scheduler.New(scheduler.Options{
+		Store: d.store, Publisher: d.hub, Policy: policy, Clock: opts.Clock,
+		Logger: log.With("component", "scheduler"), Registerer: reg,
+		AudioURL: func(sha string) string { return publicURL + "/audio/" + sha },
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The hub starts after the scheduler exists: its OnOnline calls it.
+	d.goRun("devices hub", d.hub.Run, ctx)
+	d.goRun("scheduler", d.sched.Run, ctx)
+
+	d.chores = scheduler.NewHousekeeping(loc, log.With("component", "housekeeping"))
+	if err := d.chores.Add(ctx, "storage check", "17 3 * * *", func(context.Context) error {
+		rep, err := d.store.Check()
+		if err == nil && (len(rep.MissingBlobs) > 0 || len(rep.OrphanBlobs) > 0) {
+			log.Warn("storage check found problems", "missing_blobs", rep.MissingBlobs, "orphan_blobs", len(rep.OrphanBlobs))
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	d.chores.Start()
+	d.closers = append(d.closers, func() error { d.chores.Stop(); return nil })
+
+	srv, err := api.New(api.Options{
+		Store: d.store, Planner: d.sched, Policy: policy, Location: loc,
+		Logger: log.With("component", "api"), Gatherer: reg, Registerer: reg,
+		MetricsPublic: cfg.HTTP.MetricsPublic, TempDir: cfg.DataDir, Now: now,
+		DeviceDisabled: func(id string) {
+			// The broker checks credentials only at connect time.
+			if d.broker != nil {
+				d.broker.Disconnect(id)
+			}
+		},
+		Ready: func() error {
+			if !d.hub.Connected() {
+				return errors.New("not connected to the MQTT broker")
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.http = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := d.http.Serve(d.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	log.Info("loaxad started", "http", d.httpLn.Addr().String(), "data_dir", cfg.DataDir, "config", opts.ConfigFile)
+	return d, nil
+}
+
+func (d *Daemon) goRun(name string, run func(context.Context) error, ctx context.Context) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := run(ctx); err != nil {
+			d.log.Error(name+" stopped", "err", err)
+		}
+	}()
+}
+
+func (d *Daemon) importUnits(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("units_csv: %w", err)
+	}
+	defer f.Close()
+	units, stations, err := broadcast.ParseUnitsCSV(f)
+	if err != nil {
+		return fmt.Errorf("units_csv %s: %w", path, err)
+	}
+	op := &broadcast.OpEntry{Actor: "system", Action: "units.import", Subject: filepath.Base(path)}
+	res, err := d.store.ImportUnits(ctx, units, stations, op)
+	if err != nil {
+		return fmt.Errorf("units_csv %s: %w", path, err)
+	}
+	d.log.Info("units imported", "file", path, "units_created", res.UnitsCreated, "stations_created", res.StationsCreated, "stations", res.StationsTotal)
+	return nil
+}
+
+// HTTPAddr is where the API listens (useful with port 0).
+func (d *Daemon) HTTPAddr() string { return d.httpLn.Addr().String() }
+
+// BrokerAddr is the embedded broker's address, "" with an external broker.
+func (d *Daemon) BrokerAddr() string {
+	if d.broker == nil {
+		return ""
+	}
+	return d.broker.Addr()
+}
+
+// Store is the daemon's storage, for tests that inspect it.
+func (d *Daemon) Store() *storage.Store { return d.store }
+
+// Close shuts down in reverse order of Start: HTTP first, so that no request
+// arrives at a half-stopped daemon; then the loops; then the broker; storage
+// last, after every writer has stopped.
+func (d *Daemon) Close() error {
+	if d.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := d.http.Shutdown(ctx); err != nil {
+			d.log.Warn("http shutdown", "err", err)
+		}
+		cancel()
+	}
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	var errs []error
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		if err := d.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	d.closers = nil
+	d.log.Info("loaxad stopped")
+	return errors.Join(errs...)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

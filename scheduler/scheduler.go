@@ -1,0 +1,430 @@
+// Package scheduler plans airings and keeps devices' schedules in step with
+// them: it turns an approved programme into concrete airings, publishes each
+// device's schedule snapshot when it changes, and judges airings whose time
+// has passed without evidence.
+//
+// Airings are concrete instants in storage, not cron entries: the dispatch
+// loop re-reads what is due after every wake-up, so nothing is lost while the
+// daemon is down.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Store is what the scheduler needs of storage.
+type Store interface {
+	Station(id string) (broadcast.Station, error)
+	Stations(path string) ([]broadcast.Station, error)
+	Devices(station string) ([]broadcast.Device, error)
+	StationMonthAirings(station string, month broadcast.Month) ([]*broadcast.Airing, error)
+	StationAirings(station string, from, to time.Time) ([]*broadcast.Airing, error)
+	AiringsBetween(from, to time.Time, fn func(*broadcast.Airing) error) error
+	PutAirings(ctx context.Context, airings []*broadcast.Airing, op *broadcast.OpEntry) error
+	UpdateAiring(ctx context.Context, id string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) (*broadcast.Airing, error)
+	NextSnapshotRev(ctx context.Context, device string) (uint64, error)
+}
+
+// Publisher delivers snapshots to devices.
+type Publisher interface {
+	PublishSnapshot(ctx context.Context, snap broadcast.Snapshot) error
+}
+
+// Clock is the scheduler's only source of time, so that a month runs in a
+// test in milliseconds.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Options configure a Scheduler.
+type Options struct {
+	Store     Store
+	Publisher Publisher
+	Policy    broadcast.Policy
+	Clock     Clock
+	Logger    *slog.Logger
+	// AudioURL makes the URL a device downloads an audio file from.
+	AudioURL func(sha256 string) string
+	// MaxSleep bounds how long the loop sleeps, so that a missed wake-up (or
+	// a clock that jumped) costs at most this much delay.
+	MaxSleep time.Duration
+	// PlanMargin keeps new airings this far from now, so that devices have
+	// time to fetch the audio before the first one.
+	PlanMargin time.Duration
+	Registerer prometheus.Registerer
+}
+
+// Scheduler plans and dispatches.
+type Scheduler struct {
+	opts    Options
+	log     *slog.Logger
+	wake    chan struct{}
+	started time.Time
+
+	mu    sync.Mutex
+	dirty map[string]bool // stations whose devices need a new snapshot
+
+	planned   prometheus.Counter
+	published prometheus.Counter
+	missed    prometheus.Counter
+	failures  prometheus.Counter
+}
+
+// New checks the options and returns a Scheduler; Run starts its loop.
+func New(opts Options) (*Scheduler, error) {
+	if opts.Store == nil || opts.Publisher == nil || opts.AudioURL == nil {
+		return nil, errors.New("scheduler: Store, Publisher and AudioURL are required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxSleep <= 0 {
+		opts.MaxSleep = 10 * time.Second
+	}
+	if opts.PlanMargin <= 0 {
+		opts.PlanMargin = 10 * time.Minute
+	}
+	s := &Scheduler{
+		opts:  opts,
+		log:   opts.Logger,
+		wake:  make(chan struct{}, 1),
+		dirty: map[string]bool{},
+		planned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_scheduler_airings_planned_total", Help: "Airings planned for approved programmes.",
+		}),
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_scheduler_snapshots_published_total", Help: "Schedule snapshots handed to the broker.",
+		}),
+		missed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_scheduler_airings_missed_total", Help: "Airings judged missed: no valid finished event by not_after + grace.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_scheduler_publish_failures_total", Help: "Snapshot publications that failed and will be retried.",
+		}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.planned, s.published, s.missed, s.failures} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("scheduler: register metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Shortfall is a station where fewer airings fit than the month requires.
+type Shortfall struct {
+	Station string `json:"station"`
+	Planned int    `json:"planned"`
+}
+
+// PlanResult says what approving a programme planned, and plainly where the
+// month cannot be met.
+type PlanResult struct {
+	Stations  int         `json:"stations"`
+	Required  int         `json:"required_per_station"`
+	Planned   int         `json:"airings_planned"`
+	Shortfall []Shortfall `json:"short_stations"`
+}
+
+// planBatch bounds one planning transaction: large enough that a national
+// programme costs a handful of fsyncs, small enough that a transaction's
+// dirty pages stay modest.
+const planBatch = 2000
+
+// PlanProgramme plans the programme's airings at every station below its
+// unit. Re-running it plans nothing new for stations already planned.
+func (s *Scheduler) PlanProgramme(ctx context.Context, p broadcast.Programme, actor string) (PlanResult, error) {
+	stations, err := s.opts.Store.Stations(p.UnitPath)
+	if err != nil {
+		return PlanResult{}, fmt.Errorf("plan programme %s: list stations: %w", p.ID, err)
+	}
+	now := s.opts.Clock.Now()
+	res := PlanResult{Stations: len(stations), Required: s.opts.Policy.Required()}
+	var batch []*broadcast.Airing
+	var touched []string
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := s.opts.Store.PutAirings(ctx, batch, nil); err != nil {
+			return fmt.Errorf("plan programme %s: store airings: %w", p.ID, err)
+		}
+		res.Planned += len(batch)
+		s.planned.Add(float64(len(batch)))
+		batch = batch[:0]
+		return nil
+	}
+	for _, st := range stations {
+		loc := s.location(st)
+		existing, err := s.opts.Store.StationMonthAirings(st.ID, p.Month)
+		if err != nil {
+			return res, fmt.Errorf("plan programme %s: station %s: %w", p.ID, st.ID, err)
+		}
+		plan := broadcast.PlanStation(broadcast.PlanRequest{
+			Programme: p, Station: st, Location: loc, Existing: existing,
+			Earliest: now.Add(s.opts.PlanMargin), Policy: s.opts.Policy, Now: now,
+		})
+		have := len(plan)
+		for _, a := range existing {
+			if a.Programme == p.ID && a.Status != broadcast.StatusCancelled {
+				have++
+			}
+		}
+		if have < res.Required {
+			res.Shortfall = append(res.Shortfall, Shortfall{Station: st.ID, Planned: have})
+		}
+		if len(plan) > 0 {
+			touched = append(touched, st.ID)
+		}
+		batch = append(batch, plan...)
+		if len(batch) >= planBatch {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	s.log.Info("programme planned", "programme", p.ID, "month", p.Month, "stations", res.Stations, "airings", res.Planned, "short", len(res.Shortfall), "actor", actor)
+	s.Touch(touched...)
+	return res, nil
+}
+
+func (s *Scheduler) location(st broadcast.Station) *time.Location {
+	if st.Timezone != "" {
+		if loc, err := time.LoadLocation(st.Timezone); err == nil {
+			return loc
+		}
+	}
+	loc, err := time.LoadLocation(broadcast.DefaultTimezone)
+	if err != nil {
+		return time.FixedZone("ICT", 7*3600)
+	}
+	return loc
+}
+
+// Touch marks stations whose schedule changed, so that the loop publishes
+// their devices' snapshots at once.
+func (s *Scheduler) Touch(stations ...string) {
+	if len(stations) == 0 {
+		return
+	}
+	s.mu.Lock()
+	for _, st := range stations {
+		s.dirty[st] = true
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run is the dispatch loop. It returns when ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.started = s.opts.Clock.Now()
+	// The broker keeps no retained message across its restarts (and an
+	// external one may have lost them), so every device gets its snapshot
+	// again when the daemon starts.
+	all, err := s.opts.Store.Stations("")
+	if err != nil {
+		return fmt.Errorf("scheduler: list stations: %w", err)
+	}
+	ids := make([]string, len(all))
+	for i, st := range all {
+		ids[i] = st.ID
+	}
+	s.Touch(ids...)
+	horizon := s.started.Add(s.opts.Policy.Lead)
+	missCursor := s.started.AddDate(0, -2, 0)
+	for {
+		now := s.opts.Clock.Now()
+		// Airings that came inside the lead window since the last pass must
+		// reach their devices' snapshots.
+		if next := now.Add(s.opts.Policy.Lead); next.After(horizon) {
+			var entering []string
+			err := s.opts.Store.AiringsBetween(horizon, next, func(a *broadcast.Airing) error {
+				entering = append(entering, a.Station)
+				return nil
+			})
+			if err != nil {
+				s.log.Error("scan airings entering the lead window", "err", err)
+			} else {
+				horizon = next
+				s.Touch(entering...)
+			}
+		}
+		s.publishDirty(ctx, now)
+		missCursor = s.judgeMissed(ctx, now, missCursor)
+
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-s.opts.Clock.After(s.opts.MaxSleep):
+		}
+	}
+}
+
+func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
+	s.mu.Lock()
+	stations := make([]string, 0, len(s.dirty))
+	for st := range s.dirty {
+		stations = append(stations, st)
+	}
+	s.dirty = map[string]bool{}
+	s.mu.Unlock()
+	sort.Strings(stations)
+	for _, st := range stations {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := s.publishStation(ctx, st, now); err != nil {
+			s.failures.Inc()
+			s.log.Warn("publish station schedule; will retry", "station", st, "err", err)
+			s.mu.Lock()
+			s.dirty[st] = true
+			s.mu.Unlock()
+		}
+	}
+}
+
+// publishStation sends every enabled device of a station its snapshot, then
+// marks the planned airings in it as sent.
+func (s *Scheduler) publishStation(ctx context.Context, station string, now time.Time) error {
+	devs, err := s.opts.Store.Devices(station)
+	if err != nil {
+		return fmt.Errorf("devices of station %s: %w", station, err)
+	}
+	items, airings, err := s.items(station, now)
+	if err != nil {
+		return err
+	}
+	sent := 0
+	for _, d := range devs {
+		if d.Disabled {
+			continue
+		}
+		rev, err := s.opts.Store.NextSnapshotRev(ctx, d.ID)
+		if err != nil {
+			return fmt.Errorf("snapshot rev of %s: %w", d.ID, err)
+		}
+		snap := broadcast.Snapshot{V: broadcast.ProtocolVersion, Device: d.ID, Station: station, Rev: rev, IssuedAt: now, Items: items}
+		if err := s.opts.Publisher.PublishSnapshot(ctx, snap); err != nil {
+			return fmt.Errorf("publish snapshot of %s: %w", d.ID, err)
+		}
+		s.published.Inc()
+		sent++
+	}
+	if sent == 0 {
+		return nil
+	}
+	for _, a := range airings {
+		if a.Status != broadcast.StatusPlanned {
+			continue
+		}
+		_, err := s.opts.Store.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error {
+			if a.Status == broadcast.StatusPlanned {
+				a.Status = broadcast.StatusSent
+				a.UpdatedAt = now
+			}
+			return nil
+		}, nil)
+		if err != nil {
+			return fmt.Errorf("mark airing %s sent: %w", a.ID, err)
+		}
+	}
+	return nil
+}
+
+// items is a station's upcoming schedule: every airing not cancelled whose
+// not_after is still ahead, up to the lead time.
+func (s *Scheduler) items(station string, now time.Time) ([]broadcast.Item, []*broadcast.Airing, error) {
+	loc := time.UTC
+	if st, err := s.opts.Store.Station(station); err == nil {
+		loc = s.location(st)
+	}
+	// Looking back by the start tolerance keeps an airing that should be
+	// playing right now in the snapshot.
+	airings, err := s.opts.Store.StationAirings(station, now.Add(-s.opts.Policy.StartTolerance-time.Hour), now.Add(s.opts.Policy.Lead))
+	if err != nil {
+		return nil, nil, fmt.Errorf("airings of station %s: %w", station, err)
+	}
+	items := []broadcast.Item{}
+	var kept []*broadcast.Airing
+	for _, a := range airings {
+		if a.Status == broadcast.StatusCancelled || !a.NotAfter.After(now) {
+			continue
+		}
+		it := broadcast.ItemOf(a, s.opts.AudioURL(a.Audio.SHA256))
+		it.Start, it.NotAfter = it.Start.In(loc), it.NotAfter.In(loc)
+		items = append(items, it)
+		kept = append(kept, a)
+	}
+	return items, kept, nil
+}
+
+// judgeMissed marks airings missed that have no aired verdict by not_after +
+// grace. After a restart it waits a grace period first: devices that played
+// offline are sending their outboxes, and their evidence must be heard before
+// anything is judged.
+func (s *Scheduler) judgeMissed(ctx context.Context, now, cursor time.Time) time.Time {
+	g := s.opts.Policy.Grace
+	if now.Sub(s.started) < g {
+		return cursor
+	}
+	// An airing's not_after is its start + tolerance, so every airing that
+	// starts before this bound is past not_after + grace.
+	bound := now.Add(-g - s.opts.Policy.StartTolerance)
+	if !bound.After(cursor) {
+		return cursor
+	}
+	var late []string
+	err := s.opts.Store.AiringsBetween(cursor, bound, func(a *broadcast.Airing) error {
+		if !a.Status.Final() && a.NotAfter.Add(g).Before(now) {
+			late = append(late, a.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("scan airings past their time", "err", err)
+		return cursor
+	}
+	for _, id := range late {
+		a, err := s.opts.Store.UpdateAiring(ctx, id, func(a *broadcast.Airing) error {
+			if !a.Status.Final() {
+				a.Status, a.Reason, a.UpdatedAt = broadcast.StatusMissed, broadcast.ReasonNoFinish, now
+			}
+			return nil
+		}, nil)
+		if err != nil {
+			s.log.Error("mark airing missed", "airing", id, "err", err)
+			return cursor
+		}
+		if a.Status == broadcast.StatusMissed {
+			s.missed.Inc()
+			s.log.Warn("airing missed", "airing", a.ID, "station", a.Station, "start", a.Start)
+		}
+	}
+	return bound
+}
