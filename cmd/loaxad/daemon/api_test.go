@@ -3,6 +3,8 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // startDaemon runs the real daemon on free ports with Thanh Hoa's units and
@@ -169,5 +172,29 @@ func TestMoveAiringRules(t *testing.T) {
 	}
 	if actions["programme.upload"] != 1 || actions["programme.approve"] != 1 || actions["airing.move"] != 1 || actions["airing.cancel"] != 1 {
 		t.Errorf("operations log: %v", actions)
+	}
+}
+
+// Every metric the daemon registers follows Prometheus' naming rules, and
+// /metrics serves them.
+func TestMetricsLint(t *testing.T) {
+	f := startDaemon(t)
+	problems, err := testutil.GatherAndLint(f.d.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("metric %s: %s", p.Metric, p.Text)
+	}
+	resp, err := http.Get(f.c.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{"loaxa_devices_", "loaxa_scheduler_snapshots_published_total", "loaxa_api_requests_total", "go_goroutines"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }

@@ -53,6 +53,7 @@ type Daemon struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	closers []func() error // run in reverse by Close
+	metrics *prometheus.Registry
 
 	AdminTokenFile string
 }
@@ -108,6 +109,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 	ctx, d.cancel = context.WithCancel(ctx)
 
 	reg := prometheus.NewRegistry()
+	d.metrics = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Storage first: everything else reads it.
@@ -141,7 +143,7 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		user, pass = "loaxad", randomHex(24)
 		d.broker, err = devices.NewBroker(devices.BrokerOptions{
 			Listen: cfg.MQTT.Embedded.Listen, TopicRoot: cfg.MQTT.TopicRoot, Devices: d.store,
-			RootUser: user, RootPassword: pass, Logger: log.With("component", "broker"),
+			RootUser: user, RootPassword: pass, Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
@@ -151,17 +153,23 @@ func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
 		}
 		d.closers = append(d.closers, d.broker.Close)
 		brokerURL = "tcp://" + d.broker.Addr()
-		log.Info("embedded MQTT broker listening", "addr", d.broker.Addr())
 	}
 	d.hub, err = devices.NewHub(devices.HubOptions{
 		BrokerURL: brokerURL, Username: user, Password: pass, ClientID: cfg.MQTT.ClientID,
 		TopicRoot: cfg.MQTT.TopicRoot, Events: d.store, Devices: d.store,
-		Logger: log.With("component", "devices"), Registerer: reg, SeqGapTimeout: cfg.Devices.SeqGapTimeout, Now: now,
+		Logger: log, Registerer: reg, SeqGapTimeout: cfg.Devices.SeqGapTimeout, Now: now,
+		// A device that comes online gets its schedule again: the broker may
+		// have lost the retained copy (the embedded one keeps none across
+		// restarts).
+		OnOnline: func(device string) {
+			if dev, err := d.store.Device(device); err == nil {
+				d.sched.Touch(dev.Station)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("devices hub: %w", err)
 	}
-	d.goRun("devices hub", d.hub.Run, ctx)
 
 	// Listen before the scheduler starts: with port 0 (tests), the address
 	// that devices download audio from is only known now. Connections wait
