@@ -60,6 +60,7 @@ type Store interface {
 // Planner plans an approved programme and learns of schedule edits.
 type Planner interface {
 	PlanProgramme(ctx context.Context, p broadcast.Programme, actor string) (scheduler.PlanResult, error)
+	Emergency(ctx context.Context, p broadcast.Programme, actor string) (scheduler.EmergencyResult, error)
 	Touch(stations ...string)
 }
 
@@ -166,6 +167,8 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/airings/{id}", s.auth(s.getAiring, anyRole...))
 	s.handle("PATCH /api/v1/airings/{id}", s.auth(s.moveAiring, writers...))
 	s.handle("POST /api/v1/airings/{id}/cancel", s.auth(s.cancelAiring, writers...))
+
+	s.handle("POST /api/v1/emergency", s.auth(s.emergency, writers...))
 
 	s.handle("GET /api/v1/asrun", s.auth(s.asrun, anyRole...))
 	s.handle("GET /api/v1/compliance", s.auth(s.compliance, anyRole...))

@@ -15,6 +15,11 @@ type PlanRequest struct {
 	Earliest  time.Time // nothing is planned to start before this (now + a margin)
 	Policy    Policy
 	Now       time.Time // CreatedAt of the new airings
+	// Makeups, when > 0, asks for that many make-up airings instead of the
+	// month's premiere and replays: the month's count fell short.
+	Makeups int
+	// Replaces names the missed airings the make-ups stand in for, in order.
+	Replaces []string
 }
 
 // PlanStation returns the premiere and replays of a programme at one station:
@@ -33,6 +38,9 @@ func PlanStation(r PlanRequest) []*Airing {
 		if a.Programme == r.Programme.ID && a.Status != StatusCancelled {
 			need-- // re-planning is a no-op for what is already planned
 		}
+	}
+	if r.Makeups > 0 {
+		need = r.Makeups
 	}
 	if need <= 0 {
 		return nil
@@ -88,9 +96,15 @@ func PlanStation(r PlanRequest) []*Airing {
 		}
 	}
 	for i, a := range out {
-		if i == 0 && !hasPremiere {
+		switch {
+		case r.Makeups > 0:
+			a.Kind = KindMakeup
+			if i < len(r.Replaces) {
+				a.Replaces = r.Replaces[i]
+			}
+		case i == 0 && !hasPremiere:
 			a.Kind = KindPremiere
-		} else {
+		default:
 			a.Kind = KindReplay
 		}
 	}

@@ -34,9 +34,10 @@ type Store interface {
 	NextSnapshotRev(ctx context.Context, device string) (uint64, error)
 }
 
-// Publisher delivers snapshots to devices.
+// Publisher delivers snapshots and immediate commands to devices.
 type Publisher interface {
 	PublishSnapshot(ctx context.Context, snap broadcast.Snapshot) error
+	PlayNow(ctx context.Context, device string, item broadcast.Item) error
 }
 
 // Clock is the scheduler's only source of time, so that a month runs in a
@@ -74,7 +75,11 @@ type Scheduler struct {
 	opts    Options
 	log     *slog.Logger
 	wake    chan struct{}
-	started time.Time
+
+	// The loop's own state; only Run's goroutine touches it.
+	started    time.Time
+	horizon    time.Time // airings starting before it are in devices' snapshots
+	missCursor time.Time // airings starting before it have been judged
 
 	mu    sync.Mutex
 	dirty map[string]bool // stations whose devices need a new snapshot
@@ -83,6 +88,8 @@ type Scheduler struct {
 	published prometheus.Counter
 	missed    prometheus.Counter
 	failures  prometheus.Counter
+	makeups   prometheus.Counter
+	atRisk    prometheus.Counter
 }
 
 // New checks the options and returns a Scheduler; Run starts its loop.
@@ -119,9 +126,15 @@ func New(opts Options) (*Scheduler, error) {
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaxa_scheduler_publish_failures_total", Help: "Snapshot publications that failed and will be retried.",
 		}),
+		makeups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_scheduler_makeups_planned_total", Help: "Make-up airings planned to replace missed or failed ones.",
+		}),
+		atRisk: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_scheduler_station_months_at_risk_total", Help: "Times a station-month was found unable to reach its required airings with what is left of the month.",
+		}),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.planned, s.published, s.missed, s.failures} {
+		for _, c := range []prometheus.Collector{s.planned, s.published, s.missed, s.failures, s.makeups, s.atRisk} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("scheduler: register metrics: %w", err)
 			}
@@ -146,9 +159,10 @@ type PlanResult struct {
 }
 
 // planBatch bounds one planning transaction: large enough that a national
-// programme costs a handful of fsyncs, small enough that a transaction's
-// dirty pages stay modest.
-const planBatch = 2000
+// programme (40,188 airings) costs four commits, small enough that a
+// transaction's dirty pages stay in the tens of megabytes. Measured here:
+// 2,000 per commit planned the nation in 1.7 s, 10,000 in 0.8 s.
+const planBatch = 10000
 
 // PlanProgramme plans the programme's airings at every station below its
 // unit. Re-running it plans nothing new for stations already planned.
@@ -191,6 +205,8 @@ func (s *Scheduler) PlanProgramme(ctx context.Context, p broadcast.Programme, ac
 		}
 		if have < res.Required {
 			res.Shortfall = append(res.Shortfall, Shortfall{Station: st.ID, Planned: have})
+			s.atRisk.Inc()
+			s.log.Warn("station-month at risk: the month has no room for its airings", "station", st.ID, "month", p.Month, "programme", p.ID, "planned", have, "required", res.Required)
 		}
 		if len(plan) > 0 {
 			touched = append(touched, st.ID)
@@ -242,6 +258,22 @@ func (s *Scheduler) Touch(stations ...string) {
 
 // Run is the dispatch loop. It returns when ctx is done.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if err := s.begin(); err != nil {
+		return err
+	}
+	for {
+		s.step(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.wake:
+		case <-s.opts.Clock.After(s.opts.MaxSleep):
+		}
+	}
+}
+
+// begin readies the loop's state after a start or restart.
+func (s *Scheduler) begin() error {
 	s.started = s.opts.Clock.Now()
 	// The broker keeps no retained message across its restarts (and an
 	// external one may have lost them), so every device gets its snapshot
@@ -255,35 +287,33 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		ids[i] = st.ID
 	}
 	s.Touch(ids...)
-	horizon := s.started.Add(s.opts.Policy.Lead)
-	missCursor := s.started.AddDate(0, -2, 0)
-	for {
-		now := s.opts.Clock.Now()
-		// Airings that came inside the lead window since the last pass must
-		// reach their devices' snapshots.
-		if next := now.Add(s.opts.Policy.Lead); next.After(horizon) {
-			var entering []string
-			err := s.opts.Store.AiringsBetween(horizon, next, func(a *broadcast.Airing) error {
-				entering = append(entering, a.Station)
-				return nil
-			})
-			if err != nil {
-				s.log.Error("scan airings entering the lead window", "err", err)
-			} else {
-				horizon = next
-				s.Touch(entering...)
-			}
-		}
-		s.publishDirty(ctx, now)
-		missCursor = s.judgeMissed(ctx, now, missCursor)
+	s.horizon = s.started.Add(s.opts.Policy.Lead)
+	// Two months back covers every airing whose month is still open, so
+	// that a restart judges (and repairs) what happened while it was down.
+	s.missCursor = s.started.AddDate(0, -2, 0)
+	return nil
+}
 
-		select {
-		case <-ctx.Done():
+// step is one pass of the loop: whatever is due at the clock's now.
+func (s *Scheduler) step(ctx context.Context) {
+	now := s.opts.Clock.Now()
+	// Airings that came inside the lead window since the last pass must
+	// reach their devices' snapshots.
+	if next := now.Add(s.opts.Policy.Lead); next.After(s.horizon) {
+		var entering []string
+		err := s.opts.Store.AiringsBetween(s.horizon, next, func(a *broadcast.Airing) error {
+			entering = append(entering, a.Station)
 			return nil
-		case <-s.wake:
-		case <-s.opts.Clock.After(s.opts.MaxSleep):
+		})
+		if err != nil {
+			s.log.Error("scan airings entering the lead window", "err", err)
+		} else {
+			s.horizon = next
+			s.Touch(entering...)
 		}
 	}
+	s.publishDirty(ctx, now)
+	s.missCursor = s.judgeMissed(ctx, now, s.missCursor)
 }
 
 func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
@@ -400,9 +430,14 @@ func (s *Scheduler) judgeMissed(ctx context.Context, now, cursor time.Time) time
 		return cursor
 	}
 	var late []string
+	var lost []*broadcast.Airing // missed or failed: their station-month may need a make-up
 	err := s.opts.Store.AiringsBetween(cursor, bound, func(a *broadcast.Airing) error {
-		if !a.Status.Final() && a.NotAfter.Add(g).Before(now) {
+		switch {
+		case a.Kind == broadcast.KindEmergency:
+		case !a.Status.Final() && a.NotAfter.Add(g).Before(now):
 			late = append(late, a.ID)
+		case a.Status == broadcast.StatusFailed || a.Status == broadcast.StatusMissed:
+			lost = append(lost, a)
 		}
 		return nil
 	})
@@ -424,7 +459,9 @@ func (s *Scheduler) judgeMissed(ctx context.Context, now, cursor time.Time) time
 		if a.Status == broadcast.StatusMissed {
 			s.missed.Inc()
 			s.log.Warn("airing missed", "airing", a.ID, "station", a.Station, "start", a.Start)
+			lost = append(lost, a)
 		}
 	}
+	s.makeUp(ctx, now, lost)
 	return bound
 }

@@ -1,0 +1,259 @@
+package scheduler
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/loaxa/loaxa/audit"
+	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/storage"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+var ict = time.FixedZone("ICT", 7*3600)
+
+// fakeClock is set by the test; After fires only when the test moves the
+// clock past it (the tests here drive the loop by step, so nothing waits).
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+func (c *fakeClock) After(time.Duration) <-chan time.Time {
+	return make(chan time.Time)
+}
+
+// devicesOutside records what would go over MQTT: the broker and the
+// devices are the outside world of the scheduler.
+type devicesOutside struct {
+	mu        sync.Mutex
+	snapshots map[string]broadcast.Snapshot
+	playNow   map[string]broadcast.Item
+}
+
+func (p *devicesOutside) PublishSnapshot(_ context.Context, s broadcast.Snapshot) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.snapshots[s.Device]; ok && old.Rev >= s.Rev {
+		panic("snapshot rev did not increase")
+	}
+	p.snapshots[s.Device] = s
+	return nil
+}
+
+func (p *devicesOutside) PlayNow(_ context.Context, device string, it broadcast.Item) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.playNow[device] = it
+	return nil
+}
+
+type harness struct {
+	store *storage.Store
+	clock *fakeClock
+	out   *devicesOutside
+	s     *Scheduler
+	p     broadcast.Policy
+}
+
+func newHarness(tb testing.TB, csvPath string) *harness {
+	tb.Helper()
+	p := broadcast.DefaultPolicy()
+	st, err := storage.Open(tb.TempDir(), storage.Options{Policy: p})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	f, err := os.Open(csvPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	units, stations, err := broadcast.ParseUnitsCSV(f)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := st.ImportUnits(context.Background(), units, stations, nil); err != nil {
+		tb.Fatal(err)
+	}
+	h := &harness{store: st, clock: &fakeClock{}, out: &devicesOutside{snapshots: map[string]broadcast.Snapshot{}, playNow: map[string]broadcast.Item{}}, p: p}
+	h.s, err = New(Options{Store: st, Publisher: h.out, Policy: p, Clock: h.clock, AudioURL: func(sha string) string { return "http://loa.example/audio/" + sha }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) programme(tb testing.TB, unit string, month broadcast.Month) broadcast.Programme {
+	u, err := h.store.Unit(unit)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return broadcast.Programme{ID: broadcast.NewID(h.clock.Now()), Unit: unit, UnitPath: u.Path, Month: month, Title: "Chuyển đổi số",
+		Status: broadcast.ProgrammeApproved, Audio: broadcast.Audio{SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", Size: 1, DurationMS: 900_000}}
+}
+
+func (h *harness) judge(tb testing.TB, station string, month broadcast.Month) audit.StationMonth {
+	st, _ := h.store.Station(station)
+	airings, err := h.store.StationMonthAirings(station, month)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	_, end := month.Bounds(ict)
+	return audit.Judge(st, month, end, airings, 1, h.clock.Now(), h.p)
+}
+
+const thanhHoa = "../configs/data/thanh-hoa-units-2025-03.csv"
+
+func TestMakeUpsKeepTheMonth(t *testing.T) {
+	h := newHarness(t, thanhHoa)
+	ctx := context.Background()
+	if err := h.store.AddDevice(ctx, broadcast.Device{ID: "14755-01", Station: "14755"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(time.Date(2026, 12, 1, 0, 0, 0, 0, ict))
+	prog := h.programme(t, "14755", "2026-12")
+	res, err := h.s.PlanProgramme(ctx, prog, "test")
+	if err != nil || res.Planned != 4 || len(res.Shortfall) != 0 {
+		t.Fatalf("plan: %+v %v", res, err)
+	}
+	if err := h.s.begin(); err != nil {
+		t.Fatal(err)
+	}
+	h.s.step(ctx)
+	if snap := h.out.snapshots["14755-01"]; len(snap.Items) == 0 {
+		t.Fatalf("no snapshot with the first week's airings: %+v", snap)
+	}
+	airings, _ := h.store.StationMonthAirings("14755", "2026-12")
+	first := airings[0]
+
+	// Nothing arrives for the premiere: past not_after + grace it is
+	// missed, and a make-up replaces it in the days left.
+	h.clock.Set(first.NotAfter.Add(h.p.Grace + time.Minute))
+	h.s.step(ctx)
+	after, _ := h.store.StationMonthAirings("14755", "2026-12")
+	var makeups []*broadcast.Airing
+	for _, a := range after {
+		if a.ID == first.ID && a.Status != broadcast.StatusMissed {
+			t.Fatalf("premiere is %s, want missed", a.Status)
+		}
+		if a.Kind == broadcast.KindMakeup {
+			makeups = append(makeups, a)
+		}
+	}
+	if len(makeups) != 1 || makeups[0].Replaces != first.ID || !makeups[0].Start.After(h.clock.Now()) {
+		t.Fatalf("make-ups %+v, want one replacing %s after now", makeups, first.ID)
+	}
+	for _, a := range after {
+		if a.ID != makeups[0].ID && a.Overlaps(makeups[0]) {
+			t.Fatalf("make-up overlaps %s", a.ID)
+		}
+	}
+	if row := h.judge(t, "14755", "2026-12"); row.Status != audit.InProgress || row.Pending != 4 {
+		t.Fatalf("after a make-up the month is %+v, want in progress with 4 to come", row)
+	}
+	h.s.step(ctx)
+	h.s.missCursor = time.Time{} // a restart rescans: still no second make-up
+	h.s.step(ctx)
+	again, _ := h.store.StationMonthAirings("14755", "2026-12")
+	if len(again) != len(after) {
+		t.Fatalf("stepping again planned %d more airings", len(again)-len(after))
+	}
+	if got := testutil.ToFloat64(h.s.makeups); got != 1 {
+		t.Fatalf("makeups metric %v, want 1", got)
+	}
+}
+
+func TestAtRiskWhenNoRoomIsLeft(t *testing.T) {
+	h := newHarness(t, thanhHoa)
+	ctx := context.Background()
+	// Approved on the 31st at noon: only the 17:00 slot is left.
+	h.clock.Set(time.Date(2026, 12, 31, 12, 0, 0, 0, ict))
+	res, err := h.s.PlanProgramme(ctx, h.programme(t, "14755", "2026-12"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Planned != 1 || len(res.Shortfall) != 1 || res.Shortfall[0].Planned != 1 {
+		t.Fatalf("late approval: %+v, want 1 airing and the station named short", res)
+	}
+	if row := h.judge(t, "14755", "2026-12"); row.Status != audit.AtRisk {
+		t.Fatalf("month %+v, want at_risk at once", row)
+	}
+	if testutil.ToFloat64(h.s.atRisk) != 1 {
+		t.Fatal("at-risk metric not counted")
+	}
+	if err := h.s.begin(); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(time.Date(2026, 12, 31, 17, 50, 0, 0, ict))
+	h.s.step(ctx)
+	if testutil.ToFloat64(h.s.makeups) != 0 || testutil.ToFloat64(h.s.atRisk) != 2 {
+		t.Fatalf("no room for a make-up on the last evening: makeups %v, at risk %v", testutil.ToFloat64(h.s.makeups), testutil.ToFloat64(h.s.atRisk))
+	}
+	h.clock.Set(time.Date(2027, 1, 1, 0, 0, 0, 0, ict))
+	if row := h.judge(t, "14755", "2026-12"); row.Status != audit.NonCompliant {
+		t.Fatalf("after the month: %+v, want non_compliant", row)
+	}
+}
+
+func TestEmergencyPlaysEverywhereBelow(t *testing.T) {
+	h := newHarness(t, thanhHoa)
+	ctx := context.Background()
+	for _, d := range []broadcast.Device{{ID: "14755-01", Station: "14755"}, {ID: "14755-02", Station: "14755"}, {ID: "14758-01", Station: "14758"}, {ID: "14809-01", Station: "14809"}} {
+		if err := h.store.AddDevice(ctx, d, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.store.DisableDevice(ctx, "14755-02", time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(time.Date(2026, 12, 5, 9, 0, 0, 0, ict))
+	p := h.programme(t, "380", "2026-12")
+	p.Priority = broadcast.PriorityEmergency
+	res, err := h.s.Emergency(ctx, p, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stations, _ := h.store.Stations("38/380")
+	if res.Stations != len(stations) || res.Devices != 2 || res.Sent != 2 {
+		t.Fatalf("emergency %+v: want %d stations and the 2 enabled devices below 380", res, len(stations))
+	}
+	it, ok := h.out.playNow["14755-01"]
+	if !ok || it.Kind != broadcast.KindEmergency || it.Priority != broadcast.PriorityEmergency || !it.Start.Equal(h.clock.Now()) {
+		t.Fatalf("play_now %+v", it)
+	}
+	if _, ok := h.out.playNow["14809-01"]; ok {
+		t.Fatal("a device outside the unit got the emergency")
+	}
+	a, err := h.store.Airing(it.Airing)
+	if err != nil || a.Kind != broadcast.KindEmergency {
+		t.Fatalf("the emergency airing is not stored: %v", err)
+	}
+}
+
+// BenchmarkPlanNational plans one programme for every commune of Vietnam
+// (10,047 stations × 4 airings), committed.
+func BenchmarkPlanNational(b *testing.B) {
+	h := newHarness(b, "../configs/data/vietnam-units-2025-03.csv")
+	ctx := context.Background()
+	h.clock.Set(time.Date(2026, 11, 20, 9, 0, 0, 0, ict))
+	b.ResetTimer()
+	for b.Loop() {
+		p := broadcast.Programme{ID: broadcast.NewID(time.Now()), UnitPath: "", Month: "2026-12", Title: "Chuyển đổi số",
+			Status: broadcast.ProgrammeApproved, Audio: broadcast.Audio{SHA256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", DurationMS: 600_000}}
+		res, err := h.s.PlanProgramme(ctx, p, "bench")
+		if err != nil || res.Planned == 0 {
+			b.Fatal(res, err)
+		}
+		b.ReportMetric(float64(res.Planned), "airings/op")
+	}
+}
