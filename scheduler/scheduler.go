@@ -72,9 +72,9 @@ type Options struct {
 
 // Scheduler plans and dispatches.
 type Scheduler struct {
-	opts    Options
-	log     *slog.Logger
-	wake    chan struct{}
+	opts Options
+	log  *slog.Logger
+	wake chan struct{}
 
 	// The loop's own state; only Run's goroutine touches it.
 	started    time.Time
