@@ -87,17 +87,16 @@ func Policy(c configs.Config) broadcast.Policy {
 
 // Start brings the daemon up, in dependency order: storage, broker, hub,
 // scheduler, HTTP. On any failure it closes what it had started.
-func Start(ctx context.Context, opts Options) (d *Daemon, err error) {
+func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	cfg := opts.Config
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Log.SlogLevel()}))
 	}
-	d = &Daemon{opts: opts, log: log}
+	d := &Daemon{opts: opts, log: log}
 	defer func() {
 		if err != nil {
 			d.Close()
-			d = nil
 		}
 	}()
 	policy := Policy(cfg)
