@@ -167,6 +167,17 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "title", "a programme needs a title of 1-300 characters"))
 		return
 	}
+	// Circular 39/2020's levels: 0 normal, 1 priority; 2 (emergency) goes
+	// through POST /api/v1/emergency, which plays at once.
+	priority := broadcast.PriorityNormal
+	switch f["priority"] {
+	case "", "0", "normal":
+	case "1", "priority":
+		priority = broadcast.PriorityHigh
+	default:
+		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "priority", "priority %q must be 0 (normal) or 1 (priority); emergencies go to /api/v1/emergency", f["priority"]))
+		return
+	}
 	a, err := s.storeAudio(u)
 	if err != nil {
 		s.error(w, r, err)
@@ -175,7 +186,7 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 	now := s.opts.Now()
 	p := broadcast.Programme{
 		ID: broadcast.NewID(now), Unit: unit.Code, UnitPath: unit.Path, Month: month,
-		Title: f["title"], Description: f["description"], Audio: a,
+		Title: f["title"], Description: f["description"], Audio: a, Priority: priority,
 		Status: broadcast.ProgrammeDraft, UploadedBy: tok.ID, CreatedAt: now,
 	}
 	detail, _ := json.Marshal(map[string]any{"unit": p.Unit, "month": p.Month, "title": p.Title, "sha256": a.SHA256, "duration_ms": a.DurationMS})

@@ -50,7 +50,7 @@ func PlanStation(r PlanRequest) []*Airing {
 	free := func(start time.Time) bool {
 		probe := &Airing{Start: start, Audio: r.Programme.Audio}
 		for _, a := range taken {
-			if a.Status != StatusCancelled && a.Overlaps(probe) {
+			if a.Status != StatusCancelled && a.Overlaps(probe) && !r.yields(a) {
 				return false
 			}
 		}
@@ -109,6 +109,52 @@ func PlanStation(r PlanRequest) []*Airing {
 		}
 	}
 	return out
+}
+
+// yields reports whether an existing airing gives way to the programme
+// being planned (Circular 39/2020: a higher priority takes a clashing slot).
+// Airings inside the freeze window, or already over, never move.
+func (r PlanRequest) yields(a *Airing) bool {
+	return a.Priority < r.Programme.Priority && !a.Status.Final() && a.Start.Sub(r.Now) >= r.Policy.Freeze &&
+		a.Status != StatusStarted
+}
+
+// Displaced lists the existing airings that a plan took the slots of: they
+// must be re-planned (Reslot), not dropped.
+func Displaced(plan, existing []*Airing) []*Airing {
+	var out []*Airing
+	for _, a := range existing {
+		if a.Status == StatusCancelled || a.Status.Final() {
+			continue
+		}
+		for _, p := range plan {
+			if p.Priority > a.Priority && p.Overlaps(a) {
+				out = append(out, a)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// Reslot finds a new start for a displaced airing: the first slot of its
+// month, not before earliest, inside broadcasting hours, that overlaps
+// nothing in taken. ok is false when the month has no room left.
+func Reslot(a *Airing, taken []*Airing, loc *time.Location, earliest time.Time, p Policy) (time.Time, bool) {
+	for _, c := range Candidates(a.Month, loc, earliest, a.Audio.Duration(), p) {
+		probe := &Airing{Start: c, Audio: a.Audio}
+		clash := false
+		for _, b := range taken {
+			if b.ID != a.ID && b.Status != StatusCancelled && b.Overlaps(probe) {
+				clash = true
+				break
+			}
+		}
+		if !clash {
+			return c, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func newAiring(r PlanRequest, start time.Time) *Airing {

@@ -155,6 +155,7 @@ type PlanResult struct {
 	Stations  int         `json:"stations"`
 	Required  int         `json:"required_per_station"`
 	Planned   int         `json:"airings_planned"`
+	Displaced int         `json:"airings_displaced,omitempty"` // lower-priority airings moved out of the way
 	Shortfall []Shortfall `json:"short_stations"`
 }
 
@@ -197,6 +198,18 @@ func (s *Scheduler) PlanProgramme(ctx context.Context, p broadcast.Programme, ac
 			Programme: p, Station: st, Location: loc, Existing: existing,
 			Earliest: now.Add(s.opts.PlanMargin), Policy: s.opts.Policy, Now: now,
 		})
+		if displaced := broadcast.Displaced(plan, existing); len(displaced) > 0 {
+			// The new airings must be stored before the displaced ones move
+			// around them, so that a crash in between leaves an overlap the
+			// next approval pass repairs, never a lost airing.
+			batch = append(batch, plan...)
+			if err := flush(); err != nil {
+				return res, err
+			}
+			res.Displaced += s.reslot(ctx, st, loc, now, displaced, append(existing, plan...), actor)
+			touched = append(touched, st.ID)
+			continue
+		}
 		have := len(plan)
 		for _, a := range existing {
 			if a.Programme == p.ID && a.Status != broadcast.StatusCancelled {
@@ -224,6 +237,40 @@ func (s *Scheduler) PlanProgramme(ctx context.Context, p broadcast.Programme, ac
 	s.log.Info("programme planned", "programme", p.ID, "month", p.Month, "stations", res.Stations, "airings", res.Planned, "short", len(res.Shortfall), "actor", actor)
 	s.Touch(touched...)
 	return res, nil
+}
+
+// reslot moves airings a higher-priority programme took the slots of. One
+// that finds no room left in its month is cancelled, and its station-month
+// is at risk: the log and the metric say so, and make-up planning will try
+// again as the month goes on.
+func (s *Scheduler) reslot(ctx context.Context, st broadcast.Station, loc *time.Location, now time.Time, displaced, taken []*broadcast.Airing, actor string) int {
+	moved := 0
+	for _, d := range displaced {
+		start, ok := broadcast.Reslot(d, taken, loc, now.Add(s.opts.PlanMargin), s.opts.Policy)
+		op := &broadcast.OpEntry{At: now, Actor: actor, Action: "airing.displace", Subject: d.ID,
+			Detail: fmt.Appendf(nil, `{"from":%q,"to":%q}`, d.Start.Format(time.RFC3339), start.Format(time.RFC3339))}
+		a, err := s.opts.Store.UpdateAiring(ctx, d.ID, func(a *broadcast.Airing) error {
+			if ok {
+				a.Start, a.NotAfter = start, start.Add(s.opts.Policy.StartTolerance)
+			} else {
+				a.Status, a.Reason = broadcast.StatusCancelled, "displaced by a higher priority; no room left in the month"
+			}
+			a.UpdatedAt = now
+			return nil
+		}, op)
+		if err != nil {
+			s.log.Error("move a displaced airing", "airing", d.ID, "err", err)
+			continue
+		}
+		taken = append(taken, a)
+		if !ok {
+			s.atRisk.Inc()
+			s.log.Warn("station-month at risk: a displaced airing found no room", "station", st.ID, "airing", d.ID, "month", d.Month)
+			continue
+		}
+		moved++
+	}
+	return moved
 }
 
 func (s *Scheduler) location(st broadcast.Station) *time.Location {

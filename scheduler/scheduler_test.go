@@ -257,3 +257,53 @@ func BenchmarkPlanNational(b *testing.B) {
 		b.ReportMetric(float64(res.Planned), "airings/op")
 	}
 }
+
+// A priority programme takes the slots a normal one held; the normal
+// airings move to other slots of the month, none is dropped, none overlaps.
+func TestPriorityDisplacesAndReplans(t *testing.T) {
+	h := newHarness(t, thanhHoa)
+	ctx := context.Background()
+	h.clock.Set(time.Date(2026, 11, 20, 9, 0, 0, 0, ict))
+	normal := h.programme(t, "14755", "2026-12")
+	if _, err := h.s.PlanProgramme(ctx, normal, "test"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := h.store.StationMonthAirings("14755", "2026-12")
+	urgent := h.programme(t, "14755", "2026-12")
+	urgent.Priority = broadcast.PriorityHigh
+	res, err := h.s.PlanProgramme(ctx, urgent, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Planned != 4 || res.Displaced == 0 {
+		t.Fatalf("plan %+v: want 4 priority airings that displaced normal ones", res)
+	}
+	after, _ := h.store.StationMonthAirings("14755", "2026-12")
+	count := map[string]int{}
+	for i, a := range after {
+		if a.Status == broadcast.StatusCancelled {
+			t.Errorf("airing %s was dropped: %s", a.ID, a.Reason)
+		}
+		count[a.Programme]++
+		for _, b := range after[i+1:] {
+			if a.Overlaps(b) {
+				t.Errorf("%s (%d) overlaps %s (%d) at %v", a.ID, a.Priority, b.ID, b.Priority, a.Start)
+			}
+		}
+	}
+	if count[normal.ID] != 4 || count[urgent.ID] != 4 {
+		t.Fatalf("airings per programme %v, want 4 each", count)
+	}
+	// The priority programme has the slots the normal one had first.
+	moved := 0
+	for _, b := range before {
+		for _, a := range after {
+			if a.ID == b.ID && !a.Start.Equal(b.Start) {
+				moved++
+			}
+		}
+	}
+	if moved != res.Displaced {
+		t.Fatalf("%d normal airings moved, the plan says %d", moved, res.Displaced)
+	}
+}

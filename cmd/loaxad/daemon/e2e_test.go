@@ -338,3 +338,69 @@ func TestEndToEndMosquitto(t *testing.T) {
 		return "tcp://" + mosquittotest.Start(t, dir, port)
 	})
 }
+
+// TestEmergencyBroadcast: an operator's emergency plays at once on the
+// devices below the unit, and its events are evidence like any other.
+func TestEmergencyBroadcast(t *testing.T) {
+	f := startDaemon(t)
+	keyFile := filepath.Join(t.TempDir(), "key")
+	pub, err := agent.WriteKeyFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dev struct{ ID, Secret string }
+	f.c.json("POST", "/api/v1/stations/14755/devices", f.lan, map[string]string{"id": "14755-01", "public_key": agent.PublicKeyString(pub)}, &dev, 201)
+	ag, err := agent.New(agent.Config{Device: dev.ID, Secret: dev.Secret, KeyFile: keyFile, DataDir: t.TempDir(), Player: []string{"null"}, Broker: "tcp://" + f.d.BrokerAddr()},
+		agent.Options{Clock: f.clock, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = ag.Run(ctx) }()
+	defer func() { stop(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for !ag.Stats().Connected {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent did not connect")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	var e apiError
+	var res struct {
+		Programme struct{ ID string }
+		Broadcast struct{ Stations, Devices, Sent int }
+	}
+	var b bytes.Buffer
+	mw := multipart.NewWriter(&b)
+	_ = mw.WriteField("unit", "380")
+	_ = mw.WriteField("title", "Cảnh báo lũ khẩn cấp")
+	fw, _ := mw.CreateFormFile("audio", "canh-bao.wav")
+	fw.Write(wav(time.Second))
+	mw.Close()
+	body := b.Bytes()
+	if code := f.c.do("POST", "/api/v1/emergency", f.auditor, bytes.NewReader(body), mw.FormDataContentType(), &e); code != 403 {
+		t.Fatalf("an auditor sent an emergency: %d", code)
+	}
+	if code := f.c.do("POST", "/api/v1/emergency", f.lan, bytes.NewReader(body), mw.FormDataContentType(), &res); code != 201 {
+		t.Fatalf("emergency: %d", code)
+	}
+	if res.Broadcast.Devices != 1 || res.Broadcast.Sent != 1 {
+		t.Fatalf("emergency %+v, want the one device below 380", res.Broadcast)
+	}
+	for {
+		var list struct{ Airings []broadcast.Airing }
+		f.c.json("GET", "/api/v1/airings?station=14755&programme="+res.Programme.ID, f.lan, nil, &list, 200)
+		if len(list.Airings) == 1 && list.Airings[0].Status == broadcast.StatusAired {
+			if list.Airings[0].Kind != broadcast.KindEmergency {
+				t.Fatalf("kind %s", list.Airings[0].Kind)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the emergency did not air: %+v", list.Airings)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
