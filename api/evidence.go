@@ -1,13 +1,16 @@
 package api
 
 import (
-	"crypto/ed25519"
+	"bytes"
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/loaxa/loaxa/audit"
@@ -152,13 +155,9 @@ func (s *Server) stationMonth(st broadcast.Station, m broadcast.Month) (audit.St
 	return audit.Judge(st, m, end, airings, enabled, s.opts.Now(), s.opts.Policy), nil
 }
 
-type complianceReport struct {
-	Period string               `json:"period"`
-	Unit   string               `json:"unit"`
-	Totals map[string]int       `json:"totals"`
-	Rows   []audit.StationMonth `json:"rows"`
-}
-
+// compliance answers GET /api/v1/compliance: the rows of audit.Judge for
+// every station of the unit and month of the period, named from the unit
+// tree and rendered by audit.RenderReport as the format asks.
 func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	q := r.URL.Query()
 	period, err := broadcast.ParsePeriod(q.Get("period"))
@@ -166,9 +165,30 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "period", "%v", err))
 		return
 	}
-	if f := q.Get("format"); f != "" && f != "json" {
-		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "format", "format %q is not available yet; use json", f))
+	format, lang := cmp.Or(q.Get("format"), audit.FormatJSON), cmp.Or(q.Get("lang"), audit.LangVI)
+	if !audit.IsReportFormat(format) {
+		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "format", "format %q: want json, csv, xlsx, pdf or html", format))
 		return
+	}
+	if !audit.IsReportLang(lang) {
+		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "lang", "lang %q: want vi (Vietnamese) or en (English)", lang))
+		return
+	}
+	// unitOf names a unit from the tree, each once: a province's report
+	// asks for the same district for every one of its communes. A unit
+	// the tree no longer has is shown by its code.
+	names := map[string]audit.UnitRef{}
+	unitOf := func(code string) (audit.UnitRef, error) {
+		if ref, ok := names[code]; ok || code == "" {
+			return ref, nil
+		}
+		u, err := s.opts.Store.Unit(code)
+		if err != nil && !broadcast.IsNotFound(err) {
+			return audit.UnitRef{}, fmt.Errorf("compliance report: name unit %s: %w", code, err)
+		}
+		ref := audit.UnitRef{Code: code, Name: u.Name}
+		names[code] = ref
+		return ref, nil
 	}
 	unit, path := tok.Unit, tok.UnitPath
 	if code := q.Get("unit"); code != "" {
@@ -187,7 +207,39 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 		s.error(w, r, err)
 		return
 	}
-	rep := complianceReport{Period: period.Name, Unit: unit, Totals: map[string]int{"stations": len(stations)}, Rows: []audit.StationMonth{}}
+	spec := audit.ReportSpec{Period: period, GeneratedAt: s.opts.Now().In(s.opts.Location),
+		Parents: make(map[string]audit.UnitRef, len(stations)), Causes: map[string][]audit.Cause{}}
+	if spec.Unit, err = unitOf(unit); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	// A station's table is its parent's, the next to last code of its path
+	// (a district, or the province since communes hang from provinces);
+	// the document is issued under the province at the root, when there
+	// is one for every station.
+	roots := map[string]bool{}
+	if path != "" {
+		roots[strings.SplitN(path, "/", 2)[0]] = true
+	}
+	for _, st := range stations {
+		codes := strings.Split(st.Path, "/")
+		roots[codes[0]] = true
+		if len(codes) >= 2 {
+			if spec.Parents[st.Unit], err = unitOf(codes[len(codes)-2]); err != nil {
+				s.error(w, r, err)
+				return
+			}
+		}
+	}
+	if len(roots) == 1 {
+		for root := range roots {
+			if spec.Issuer, err = unitOf(root); err != nil {
+				s.error(w, r, err)
+				return
+			}
+		}
+	}
+	rows := []audit.StationMonth{}
 	for _, m := range period.Months {
 		for _, st := range stations {
 			row, err := s.stationMonth(st, m)
@@ -195,61 +247,68 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 				s.error(w, r, err)
 				return
 			}
-			rep.Totals[row.Status]++
-			rep.Totals["required"] += row.Required
-			rep.Totals["aired"] += row.Aired
-			rep.Rows = append(rep.Rows, row)
+			rows = append(rows, row)
+			// What the devices reported about an airing that did not air
+			// explains it better than the scheduler's verdict alone; such
+			// airings are few, so each costs one more read.
+			for _, ref := range row.Airings {
+				if ref.Status != broadcast.StatusMissed && ref.Status != broadcast.StatusFailed && ref.Status != broadcast.StatusCancelled {
+					continue
+				}
+				a, err := s.opts.Store.Airing(ref.ID)
+				if err != nil {
+					s.error(w, r, fmt.Errorf("compliance report: airing %s: %w", ref.ID, err))
+					return
+				}
+				count := map[string]int{}
+				for _, d := range a.Devices {
+					if d.Status != broadcast.StatusAired && d.Reason != "" && d.Reason != a.Reason && !(a.Status == broadcast.StatusCancelled && d.Reason == "cancelled") {
+						count[d.Reason]++
+					}
+				}
+				for reason, n := range count {
+					spec.Causes[a.ID] = append(spec.Causes[a.ID], audit.Cause{Reason: reason, Devices: n})
+				}
+				slices.SortFunc(spec.Causes[a.ID], func(x, y audit.Cause) int {
+					return cmp.Or(cmp.Compare(y.Devices, x.Devices), cmp.Compare(x.Reason, y.Reason))
+				})
+			}
 		}
 	}
-	writeJSON(w, http.StatusOK, rep)
+	rep := audit.NewReport(spec, rows)
+	// Rendered in full before the status line, so that a failure is still
+	// an error answer rather than a truncated file.
+	var body bytes.Buffer
+	if err := audit.RenderReport(&body, rep, format, lang); err != nil {
+		s.error(w, r, err)
+		return
+	}
+	disposition := "attachment" // the documents are files to save and file
+	if format == audit.FormatJSON || format == audit.FormatHTML {
+		disposition = "inline"
+	}
+	w.Header().Set("Content-Type", audit.ReportContentType(format))
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`%s; filename="%s"`, disposition, audit.ReportFileName(rep, format, lang)))
+	w.Header().Set("Content-Length", strconv.Itoa(body.Len()))
+	w.WriteHeader(http.StatusOK)
+	if _, err := body.WriteTo(w); err != nil {
+		s.log.Debug("send compliance report", "err", err) // the client left
+	}
 }
 
+// verify checks both logs from their genesis to their current heads: the
+// chain, and every device signature on all cores (audit.VerifyLogs), with
+// memory that does not grow with the log.
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
-	keys := map[string]ed25519.PublicKey{}
-	v := &audit.Verifier{Key: func(device string) (ed25519.PublicKey, bool) {
-		if k, ok := keys[device]; ok {
-			return k, true
-		}
-		d, err := s.opts.Store.Device(device)
-		if err != nil {
-			return nil, false
-		}
-		keys[device] = d.PublicKey
-		return d.PublicKey, true
-	}}
-	// Heads first: entries appended while we read are beyond them and not
-	// judged.
-	seq, head, err := s.opts.Store.AsRunHead()
+	res, err := audit.VerifyLogs(r.Context(), s.opts.Store, 0)
 	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	opSeq, opHead, err := s.opts.Store.OpsHead()
-	if err != nil {
-		s.error(w, r, err)
-		return
-	}
-	err = s.opts.Store.AsRun(0, func(e broadcast.AsRunEntry) error {
-		if e.Seq > seq {
-			return errStop
+		if r.Context().Err() != nil {
+			return // the client left; nobody reads the answer
 		}
-		v.AsRun(e)
-		return nil
-	})
-	if err == nil || errors.Is(err, errStop) {
-		err = s.opts.Store.Ops(0, func(o broadcast.OpEntry) error {
-			if o.Seq > opSeq {
-				return errStop
-			}
-			v.Op(o)
-			return nil
-		})
-	}
-	if err != nil && !errors.Is(err, errStop) {
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v.Result(head, seq, opHead, opSeq))
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) oplog(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {

@@ -1,7 +1,6 @@
 package broadcast
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -135,8 +134,7 @@ func DecodeEvent(payload []byte) (Event, Envelope, error) {
 		return Event{}, env, reject(RejectMalformed, "event envelope has no body object")
 	}
 	var ev Event
-	dec := json.NewDecoder(bytes.NewReader(env.Body))
-	if err := dec.Decode(&ev); err != nil {
+	if err := json.Unmarshal(env.Body, &ev); err != nil {
 		return Event{}, env, reject(RejectMalformed, "event body: %v", err)
 	}
 	if err := ev.Validate(); err != nil {
