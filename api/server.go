@@ -173,6 +173,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/asrun", s.auth(s.asrun, anyRole...))
 	s.handle("GET /api/v1/compliance", s.auth(s.compliance, anyRole...))
 	s.handle("GET /api/v1/audit/verify", s.auth(s.verify, readers...))
+	s.handle("GET /api/v1/audit/bundle", s.auth(s.bundle, readers...))
+	s.handle("POST /api/v1/audit/seal", s.auth(s.seal, readers...))
+	s.handle("GET /api/v1/audit/seals", s.auth(s.seals, readers...))
 	s.handle("GET /api/v1/oplog", s.auth(s.oplog, readers...))
 	s.handle("GET /api/v1/backup", s.auth(s.backup, broadcast.RoleAdmin))
 

@@ -1,0 +1,512 @@
+package audit
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+// Evidence bundles: a period's evidence in one file that an auditor checks
+// offline, with nothing but the file and `loaxa audit verify --bundle FILE`.
+//
+// A bundle is a gzip'd tar (GET /api/v1/audit/bundle?period=2026-12|2026-H2|2026)
+// of flat names, in this order, so that a verifier can check it in one
+// streaming pass:
+//
+//	manifest.json  Manifest: format and version, period, unit, the window,
+//	               the as-run and operations segments (first and last seq,
+//	               the chain hash before the first entry and of the last,
+//	               counts), the heads of the whole logs when the bundle was
+//	               made, the period's seal records, and the sha256 and size
+//	               of every other file
+//	README.txt     how to verify, and what the manifest cannot prove alone
+//	devices.json   {"<device id>": {station, public_key (base64), disabled,
+//	               created_at, disabled_at}} for every device in the segment
+//	asrun.jsonl    one broadcast.AsRunEntry (JSON) per line, in seq order;
+//	               payload is base64 of the exact bytes the device sent
+//	oplog.jsonl    one broadcast.OpEntry per line, in seq order
+//
+// Which entries. A period is a month, half-year or year in the daemon's
+// time zone (Asia/Ho_Chi_Minh by default). Devices report late — a receiver
+// that was offline sends its events when it comes back — so entries received
+// up to BundleGrace after the period's end still carry its evidence. The
+// segment is contiguous, so that its chain can be checked from one known
+// hash: it begins at the first entry (in log order) received at or after the
+// period's start and ends before the first entry received at or after the
+// period's end + BundleGrace (or at the log's head). Every entry between
+// belongs to it, whatever its own receive time, and consecutive months'
+// bundles overlap by up to BundleGrace. The operations log is cut by the
+// same rule on its entries' times.
+//
+// Unit. The chain hash covers every entry's payload, so a segment with other
+// units' payloads left out could not be checked. A bundle is therefore
+// always the whole log's segment; unit, when given, is recorded with the
+// list of its stations so that the auditor's tools can pick that unit's
+// entries. Because of that, only tokens of the whole tree get bundles (see
+// api).
+//
+// Trust. The manifest vouches for the files; nothing in the bundle vouches
+// for the manifest. Its segment hashes are worth what the record they are
+// compared with is worth: the seal of the month (an operations-log entry,
+// action "period.seal", written once the month and its grace are over; see
+// Seal), read from the daemon or kept from an earlier bundle.
+//
+// BundleFormat and BundleVersion name this layout in the manifest; a
+// verifier refuses a version it does not know.
+const (
+	BundleFormat  = "loaxa-evidence-bundle"
+	BundleVersion = 1
+)
+
+// BundleGrace is how long after a period's end entries received still belong
+// to its evidence. A week covers a receiver that was offline for days (its
+// outbox keeps the events) and is the same for every bundle and seal, so
+// that a month's bundle and its seal cut the log at the same places.
+const BundleGrace = 7 * 24 * time.Hour
+
+// The files of a bundle.
+const (
+	FileManifest = "manifest.json"
+	FileReadme   = "README.txt"
+	FileDevices  = "devices.json"
+	FileAsRun    = "asrun.jsonl"
+	FileOplog    = "oplog.jsonl"
+)
+
+// ActionSeal is the operations-log action of a seal; its subject is the
+// month, its detail a SealRecord.
+const ActionSeal = "period.seal"
+
+// Manifest is manifest.json.
+type Manifest struct {
+	Format      string    `json:"format"`
+	Version     int       `json:"version"`
+	Period      string    `json:"period"`
+	Unit        string    `json:"unit,omitempty"`
+	Stations    []string  `json:"stations,omitempty"` // the stations below Unit
+	TimeZone    string    `json:"time_zone"`
+	From        time.Time `json:"from"`        // the period's first instant
+	To          time.Time `json:"to"`          // the instant after the period
+	GraceUntil  time.Time `json:"grace_until"` // To + BundleGrace: the segments' cut
+	Selection   string    `json:"selection"`
+	Complete    bool      `json:"complete"` // false: GraceUntil had not passed; later bundles hold more
+	GeneratedAt time.Time `json:"generated_at"`
+	Generator   string    `json:"generator,omitempty"`
+
+	AsRun Segment `json:"asrun"`
+	Oplog Segment `json:"oplog"`
+	// The whole logs' heads when the bundle was made: the segments lie at
+	// or before them.
+	AsRunHead Head `json:"asrun_head"`
+	OplogHead Head `json:"oplog_head"`
+	Devices   int  `json:"devices"`
+
+	// Seals are the operations-log entries that sealed months of the
+	// period, as logged (their detail is a SealRecord).
+	Seals []broadcast.OpEntry `json:"seals"`
+	// Files are the sha256 (hex) and size of every file but the manifest.
+	Files  map[string]FileSum `json:"files"`
+	Verify string             `json:"verify"`
+}
+
+// Segment is a contiguous run of a log: entries FirstSeq..LastSeq (none when
+// LastSeq = FirstSeq-1), PrevHash the chain hash before FirstSeq, LastHash
+// that of LastSeq (PrevHash when empty).
+type Segment struct {
+	FirstSeq uint64         `json:"first_seq"`
+	LastSeq  uint64         `json:"last_seq"`
+	PrevHash broadcast.Hash `json:"prev_hash"`
+	LastHash broadcast.Hash `json:"last_hash"`
+	Entries  uint64         `json:"entries"`
+}
+
+// Head is a log's last entry and its hash.
+type Head struct {
+	Seq  uint64         `json:"seq"`
+	Hash broadcast.Hash `json:"hash"`
+}
+
+// FileSum is a file's sha256 (hex) and size in the manifest.
+type FileSum struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// BundleDevice is a device in devices.json.
+type BundleDevice struct {
+	Station    string            `json:"station"`
+	PublicKey  ed25519.PublicKey `json:"public_key,omitempty"` // base64; none: the device signs nothing
+	Disabled   bool              `json:"disabled,omitempty"`
+	CreatedAt  time.Time         `json:"created_at"`
+	DisabledAt time.Time         `json:"disabled_at,omitzero"`
+}
+
+const selectionRule = "as-run: the contiguous entries from the first received at or after from, up to the last before the first received at or after grace_until (or the log's head); operations: the same by their time"
+
+// BundleSpec says which bundle to make.
+type BundleSpec struct {
+	Period   broadcast.Period
+	Location *time.Location // the zone of the period's months; nil: UTC
+	Unit     string         // recorded only; "" for the whole tree
+	Stations []string       // the stations below Unit, recorded
+	Now      time.Time      // when the bundle is made
+	// Generator names the program in the manifest ("loaxad 1.2.0").
+	Generator string
+	// TempDir is where the logs' segments are spooled before the bundle is
+	// written; "" is os.TempDir.
+	TempDir string
+}
+
+// window is a period's cut of the logs.
+type window struct{ from, to, until time.Time }
+
+func periodWindow(p broadcast.Period, loc *time.Location) (window, error) {
+	if len(p.Months) == 0 {
+		return window{}, errors.New("the period has no months")
+	}
+	from, _ := p.Months[0].Bounds(loc)
+	_, to := p.Months[len(p.Months)-1].Bounds(loc)
+	if from.IsZero() || to.IsZero() {
+		return window{}, fmt.Errorf("period %s: bad month", p.Name)
+	}
+	return window{from: from, to: to, until: to.Add(BundleGrace)}, nil
+}
+
+// segmenter applies the selection rule to a log read in order.
+type segmenter struct {
+	w        window
+	in, over bool
+	seg      Segment
+	prevSeq  uint64
+	prevHash broadcast.Hash
+}
+
+// take reports whether the entry belongs to the segment; over is set once
+// the segment has ended (nothing after belongs).
+func (s *segmenter) take(seq uint64, at time.Time, prev, hash broadcast.Hash) bool {
+	if s.over {
+		return false
+	}
+	if !s.in {
+		if at.Before(s.w.from) {
+			s.prevSeq, s.prevHash = seq, hash
+			return false
+		}
+		if !at.Before(s.w.until) {
+			s.over = true // an empty segment, here
+			return false
+		}
+		s.in = true
+		s.seg.FirstSeq, s.seg.PrevHash = seq, prev
+	} else if !at.Before(s.w.until) {
+		s.over = true
+		return false
+	}
+	s.seg.LastSeq, s.seg.LastHash = seq, hash
+	s.seg.Entries++
+	return true
+}
+
+func (s *segmenter) segment() Segment {
+	if !s.in {
+		return Segment{FirstSeq: s.prevSeq + 1, LastSeq: s.prevSeq, PrevHash: s.prevHash, LastHash: s.prevHash}
+	}
+	return s.seg
+}
+
+// hashFile is a spool file that hashes what is written to it.
+type hashFile struct {
+	f    *os.File
+	bw   *bufio.Writer
+	h    hash.Hash
+	size int64
+	enc  *json.Encoder
+}
+
+func newHashFile(dir, pattern string) (*hashFile, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	hf := &hashFile{f: f, h: sha256.New()}
+	hf.bw = bufio.NewWriterSize(io.MultiWriter(f, hf.h, countWriter{&hf.size}), 256<<10)
+	hf.enc = json.NewEncoder(hf.bw)
+	hf.enc.SetEscapeHTML(false)
+	return hf, nil
+}
+
+type countWriter struct{ n *int64 }
+
+func (c countWriter) Write(p []byte) (int, error) { *c.n += int64(len(p)); return len(p), nil }
+
+func (hf *hashFile) sum() FileSum {
+	return FileSum{SHA256: hex.EncodeToString(hf.h.Sum(nil)), Size: hf.size}
+}
+
+// rewind flushes the spool and returns to its start, for copying.
+func (hf *hashFile) rewind() error {
+	if err := hf.bw.Flush(); err != nil {
+		return fmt.Errorf("spool %s: %w", hf.f.Name(), err)
+	}
+	if _, err := hf.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool %s: %w", hf.f.Name(), err)
+	}
+	return nil
+}
+
+func (hf *hashFile) remove() {
+	_ = hf.f.Close()
+	_ = os.Remove(hf.f.Name())
+}
+
+// WriteBundle writes the evidence bundle of spec.Period to w and returns its
+// manifest. It reads everything it needs (spooling the segments to
+// spec.TempDir, so that memory does not grow with the log) before it writes
+// the first byte: an error from the source leaves w untouched, and a server
+// can still answer with an error status.
+func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpec) (Manifest, error) {
+	loc := spec.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	win, err := periodWindow(spec.Period, loc)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("bundle: %w", err)
+	}
+	m := Manifest{
+		Format: BundleFormat, Version: BundleVersion, Period: spec.Period.Name,
+		Unit: spec.Unit, Stations: spec.Stations, TimeZone: loc.String(),
+		From: win.from, To: win.to, GraceUntil: win.until, Selection: selectionRule,
+		Complete: !spec.Now.Before(win.until), GeneratedAt: spec.Now.UTC(), Generator: spec.Generator,
+		Seals: []broadcast.OpEntry{}, Files: map[string]FileSum{},
+		Verify: "loaxa audit verify --bundle FILE",
+	}
+	// Heads first: what is appended while we read lies beyond them.
+	if m.AsRunHead.Seq, m.AsRunHead.Hash, err = src.AsRunHead(); err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	if m.OplogHead.Seq, m.OplogHead.Hash, err = src.OpsHead(); err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+
+	asrun, err := newHashFile(spec.TempDir, "bundle-asrun-*.jsonl")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	defer asrun.remove()
+	oplog, err := newHashFile(spec.TempDir, "bundle-oplog-*.jsonl")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	defer oplog.remove()
+
+	devices := map[string]bool{}
+	seg := segmenter{w: win}
+	n := 0
+	err = src.AsRun(0, func(e broadcast.AsRunEntry) error {
+		if e.Seq > m.AsRunHead.Seq {
+			return errBeyondHead
+		}
+		if n++; n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if !seg.take(e.Seq, e.ReceivedAt, e.PrevHash, e.Hash) {
+			if seg.over {
+				return errBeyondHead
+			}
+			return nil
+		}
+		devices[e.Device] = true
+		return asrun.enc.Encode(e)
+	})
+	if err != nil && !errors.Is(err, errBeyondHead) {
+		return Manifest{}, fmt.Errorf("bundle %s: as-run log: %w", spec.Period.Name, err)
+	}
+	m.AsRun = seg.segment()
+
+	months := map[string]bool{}
+	for _, mo := range spec.Period.Months {
+		months[string(mo)] = true
+	}
+	opSeg := segmenter{w: win}
+	err = src.Ops(0, func(o broadcast.OpEntry) error {
+		if o.Seq > m.OplogHead.Seq {
+			return errBeyondHead
+		}
+		// Seals are written after their month, so the whole log is read
+		// for them; it is small beside the as-run log.
+		if o.Action == ActionSeal && months[o.Subject] {
+			m.Seals = append(m.Seals, o)
+		}
+		if opSeg.take(o.Seq, o.At, o.PrevHash, o.Hash) {
+			return oplog.enc.Encode(o)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errBeyondHead) {
+		return Manifest{}, fmt.Errorf("bundle %s: operations log: %w", spec.Period.Name, err)
+	}
+	m.Oplog = opSeg.segment()
+
+	devs := map[string]BundleDevice{}
+	for id := range devices {
+		d, err := src.Device(id)
+		if broadcast.IsNotFound(err) {
+			continue // the verifier names its entries: the device is not registered
+		}
+		if err != nil {
+			return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+		}
+		devs[id] = BundleDevice{Station: d.Station, PublicKey: d.PublicKey, Disabled: d.Disabled, CreatedAt: d.CreatedAt, DisabledAt: d.DisabledAt}
+	}
+	m.Devices = len(devs)
+	devJSON, err := json.MarshalIndent(devs, "", "  ")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: devices: %w", spec.Period.Name, err)
+	}
+	devJSON = append(devJSON, '\n')
+	readme := []byte(readmeText(m))
+
+	if err := asrun.rewind(); err != nil {
+		return Manifest{}, err
+	}
+	if err := oplog.rewind(); err != nil {
+		return Manifest{}, err
+	}
+	m.Files[FileReadme] = sumOf(readme)
+	m.Files[FileDevices] = sumOf(devJSON)
+	m.Files[FileAsRun] = asrun.sum()
+	m.Files[FileOplog] = oplog.sum()
+	manifest, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: manifest: %w", spec.Period.Name, err)
+	}
+	manifest = append(manifest, '\n')
+
+	// Everything is read: from here on only w can fail.
+	// BestSpeed: a national month is gigabytes of base64 payloads, and the
+	// daemon's time is worth more than the last tenth of the size.
+	gz, err := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	tw := tar.NewWriter(gz)
+	put := func(name string, size int64, r io.Reader) error {
+		hdr := &tar.Header{Name: name, Mode: 0o644, Size: size, ModTime: m.GeneratedAt, Typeflag: tar.TypeReg, Uname: "loaxa", Gname: "loaxa"}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("bundle %s: write %s: %w", spec.Period.Name, name, err)
+		}
+		if _, err := io.Copy(tw, r); err != nil {
+			return fmt.Errorf("bundle %s: write %s: %w", spec.Period.Name, name, err)
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name string
+		size int64
+		r    io.Reader
+	}{
+		{FileManifest, int64(len(manifest)), bytes.NewReader(manifest)},
+		{FileReadme, int64(len(readme)), bytes.NewReader(readme)},
+		{FileDevices, int64(len(devJSON)), bytes.NewReader(devJSON)},
+		{FileAsRun, asrun.size, asrun.f},
+		{FileOplog, oplog.size, oplog.f},
+	} {
+		if err := put(f.name, f.size, f.r); err != nil {
+			return Manifest{}, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	if err := gz.Close(); err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	return m, nil
+}
+
+func sumOf(b []byte) FileSum {
+	h := sha256.Sum256(b)
+	return FileSum{SHA256: hex.EncodeToString(h[:]), Size: int64(len(b))}
+}
+
+func readmeText(m Manifest) string {
+	seals := "none yet"
+	if len(m.Seals) > 0 {
+		var s []string
+		for _, o := range m.Seals {
+			s = append(s, fmt.Sprintf("%s (operation %d, hash %s)", o.Subject, o.Seq, o.Hash))
+		}
+		seals = strings.Join(s, "; ")
+	}
+	complete := "yes"
+	if !m.Complete {
+		complete = "no: the period or its grace had not ended; a later bundle will hold more"
+	}
+	return fmt.Sprintf(`loaxa evidence bundle
+=====================
+
+Period    %s: from %s to %s (%s)
+Grace     entries received until %s still belong to it
+As-run    entries %d to %d (%d)
+Ops log   entries %d to %d (%d)
+Complete  %s
+
+What it holds
+-------------
+manifest.json  what the bundle covers: the period, the as-run and operations
+               entries, the chain hash before the first entry (prev_hash) and
+               of the last (last_hash) of each, and the sha256 of every other
+               file.
+devices.json   every device in the segment: its station and ed25519 public key.
+asrun.jsonl    one as-run entry per line; "payload" is base64 of the exact bytes
+               the device signed and sent.
+oplog.jsonl    one operations-log entry per line: who did what.
+
+Devices send late what they played while offline, so entries received up to
+7 days after the period still belong to it. The entries are contiguous, so that
+their hash chain can be checked from its first link; the bundles of
+consecutive months overlap by up to those 7 days.
+
+How to verify
+-------------
+    loaxa audit verify --bundle FILE
+
+checks, offline: every file against its sha256 in the manifest; the hash
+chain of both logs from the manifest's prev_hash (a changed, deleted,
+inserted or reordered entry is named); that each chain ends at the
+manifest's last_hash; every device signature with the keys in devices.json;
+and the seals below against the entries they name.
+
+What the manifest cannot prove alone
+------------------------------------
+Whoever can write this file can write a manifest that agrees with it. Compare
+the manifest's "asrun" and "oplog" segments (first_seq, last_seq, prev_hash,
+last_hash) with the seal of each month: an operations-log entry, action
+"period.seal", written once the month and its 7 days of grace were over, as
+the daemon shows it (GET /api/v1/audit/seals) or as you kept it from an
+earlier bundle. A log changed after its seal no longer matches it.
+
+Seals of this period when the bundle was made: %s.
+`, m.Period, m.From.Format(time.RFC3339), m.To.Format(time.RFC3339), m.TimeZone,
+		m.GraceUntil.Format(time.RFC3339),
+		m.AsRun.FirstSeq, m.AsRun.LastSeq, m.AsRun.Entries, m.Oplog.FirstSeq, m.Oplog.LastSeq, m.Oplog.Entries,
+		complete, seals)
+}
