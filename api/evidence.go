@@ -73,6 +73,14 @@ func (s *Server) asrun(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "format", "format must be json or csv"))
 		return
 	}
+	// A station= or device= outside a scoped token's unit was filtered out
+	// silently (200, no entries, as if nothing had aired); API.md answers
+	// 403 for "not allowed for this unit", as GET /api/v1/airings?station=
+	// does. Found by TestAuthorisationMatrix.
+	if err := s.asrunScope(tok, aq); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	paths := map[string]string{} // station → path, so that scoping costs one lookup per station
 	visible := func(station string) bool {
 		p, ok := paths[station]
@@ -133,6 +141,41 @@ func (s *Server) asrun(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 		// left, and the log says why.
 		s.log.Error("stream as-run log", "err", err)
 	}
+}
+
+// asrunScope refuses an as-run query for a station or device outside the
+// token's unit. Unknown ones keep their old answer, an empty list: the log
+// may name stations the unit tree no longer has.
+func (s *Server) asrunScope(tok broadcast.Token, aq asrunQuery) error {
+	if tok.UnitPath == "" {
+		return nil
+	}
+	check := func(station, what string) error {
+		st, err := s.opts.Store.Station(station)
+		if broadcast.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return scope(tok, st.Path, what)
+	}
+	if aq.station != "" {
+		if err := check(aq.station, "station "+aq.station); err != nil {
+			return err
+		}
+	}
+	if aq.device != "" {
+		d, err := s.opts.Store.Device(aq.device)
+		if broadcast.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return check(d.Station, "device "+d.ID)
+	}
+	return nil
 }
 
 func (s *Server) stationMonth(st broadcast.Station, m broadcast.Month) (audit.StationMonth, error) {

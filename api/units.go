@@ -83,6 +83,19 @@ func (s *Server) importUnits(w http.ResponseWriter, r *http.Request, by broadcas
 
 func (s *Server) listUnits(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	parent := r.URL.Query().Get("parent")
+	// parent= in another branch answered 200 with an empty list; API.md
+	// answers 403 for a unit outside the token's, as GET
+	// /api/v1/stations?unit= does. Ancestors stay allowed (they show the way
+	// down to the token's unit); unknown parents keep their old answer.
+	// Found by TestAuthorisationMatrix.
+	if parent != "" && tok.UnitPath != "" {
+		if u, err := s.opts.Store.Unit(parent); err == nil && !broadcast.Below(tok.UnitPath, u.Path) {
+			if err := scope(tok, u.Path, "unit "+parent); err != nil {
+				s.error(w, r, err)
+				return
+			}
+		}
+	}
 	units, err := s.opts.Store.Units(parent)
 	if err != nil {
 		s.error(w, r, err)
