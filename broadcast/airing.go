@@ -149,6 +149,11 @@ func ApplyEvent(a *Airing, device string, ev Event, entry uint64, enabledDevices
 		}
 	}
 	a.Status = stationStatus(a, enabledDevices, p)
+	if a.Status == StatusAired {
+		// Evidence that arrived late (the device was offline) overturns a
+		// missed verdict; its reason no longer holds.
+		a.Reason = ""
+	}
 }
 
 func judgeFinished(a *Airing, ev Event, p Policy) string {

@@ -95,13 +95,13 @@ func TestApplyEventNeverGoesBackwards(t *testing.T) {
 func TestLateEvidenceRevivesMissed(t *testing.T) {
 	p := DefaultPolicy()
 	a := testAiring(t)
-	a.Status = StatusMissed
+	a.Status, a.Reason = StatusMissed, ReasonNoFinish
 	ApplyEvent(a, "d1", Event{Event: EventStarted, At: a.Start}, 1, 1, p)
 	if a.Status != StatusMissed {
 		t.Fatalf("a started event undid missed: %s", a.Status)
 	}
 	ApplyEvent(a, "d1", finished(a, 0, 900_000, a.Audio.SHA256), 2, 1, p)
-	if a.Status != StatusAired {
-		t.Fatalf("valid evidence that arrived late (device was offline) did not count: %s", a.Status)
+	if a.Status != StatusAired || a.Reason != "" {
+		t.Fatalf("valid evidence that arrived late (device was offline) did not count: %s (%q)", a.Status, a.Reason)
 	}
 }
