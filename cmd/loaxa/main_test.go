@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/loaxa/loaxa/broadcast/audio/audiotest"
 	"github.com/loaxa/loaxa/cmd/loaxad/daemon"
 	"github.com/loaxa/loaxa/configs"
 )
@@ -128,30 +128,12 @@ func must(t *testing.T, want int, url, token string, args ...string) result {
 	return r
 }
 
-// wav makes a PCM WAV of the given length: real audio the daemon accepts.
+// wav writes a PCM WAV of the given length, real audio the daemon accepts,
+// and returns its path.
 func wav(t *testing.T, d time.Duration) string {
 	t.Helper()
-	const rate = 8000
-	n := int(d.Seconds() * rate)
-	var b bytes.Buffer
-	w := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	b.WriteString("RIFF")
-	w(uint32(36 + 2*n))
-	b.WriteString("WAVEfmt ")
-	w(uint32(16))
-	w(uint16(1))        // PCM
-	w(uint16(1))        // mono
-	w(uint32(rate))     // sample rate
-	w(uint32(rate * 2)) // byte rate
-	w(uint16(2))        // block align
-	w(uint16(16))       // bits per sample
-	b.WriteString("data")
-	w(uint32(2 * n))
-	for i := range n {
-		w(int16((i % 64) * 256))
-	}
 	path := filepath.Join(t.TempDir(), "chuyen-doi-so.wav")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, audiotest.WAV(d), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -3,7 +3,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/broadcast/audio/audiotest"
 	"github.com/loaxa/loaxa/configs"
 	"github.com/loaxa/loaxa/devices"
 	"github.com/loaxa/loaxa/devices/agent"
@@ -33,30 +33,8 @@ func newShiftedClock(at time.Time) shiftedClock             { return shiftedCloc
 func (c shiftedClock) Now() time.Time                       { return time.Now().Add(c.offset) }
 func (shiftedClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// wav makes a PCM WAV of the given length: real audio, small enough to
-// upload and fetch in a test.
-func wav(d time.Duration) []byte {
-	const rate = 8000
-	n := int(d.Seconds() * rate)
-	var b bytes.Buffer
-	w := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	b.WriteString("RIFF")
-	w(uint32(36 + 2*n))
-	b.WriteString("WAVEfmt ")
-	w(uint32(16))
-	w(uint16(1))        // PCM
-	w(uint16(1))        // mono
-	w(uint32(rate))     // sample rate
-	w(uint32(rate * 2)) // byte rate
-	w(uint16(2))        // block align
-	w(uint16(16))       // bits per sample
-	b.WriteString("data")
-	w(uint32(2 * n))
-	for i := 0; i < n; i++ {
-		w(int16((i % 64) * 256))
-	}
-	return b.Bytes()
-}
+// wav is the test programme's audio.
+func wav(d time.Duration) []byte { return audiotest.WAV(d) }
 
 // client talks to the daemon's API as an operator's script would.
 type client struct {
