@@ -98,3 +98,73 @@ func (s *Scheduler) makeUpStation(ctx context.Context, now time.Time, lost []*br
 	}
 	return nil
 }
+
+// surplusEvery is how often (on the scheduler's clock) the loop looks for
+// make-ups that late evidence made unnecessary.
+const surplusEvery = time.Hour
+
+// cancelSurplus cancels make-ups that are no longer needed: a device that
+// was offline sent its evidence after the make-up was planned, and the
+// month is met without it. Airings inside the freeze window stay; the
+// latest make-ups go first.
+func (s *Scheduler) cancelSurplus(ctx context.Context, now time.Time) int {
+	type key struct {
+		station, programme string
+		month              broadcast.Month
+	}
+	seen := map[key]bool{}
+	var groups []key
+	err := s.opts.Store.AiringsBetween(now.Add(s.opts.Policy.Freeze), now.AddDate(0, 2, 0), func(a *broadcast.Airing) error {
+		k := key{a.Station, a.Programme, a.Month}
+		if a.Kind == broadcast.KindMakeup && !a.Status.Final() && !seen[k] {
+			seen[k] = true
+			groups = append(groups, k)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Error("scan make-ups", "err", err)
+		return 0
+	}
+	cancelled := 0
+	for _, k := range groups {
+		airings, err := s.opts.Store.StationMonthAirings(k.station, k.month)
+		if err != nil {
+			s.log.Error("scan make-ups", "station", k.station, "err", err)
+			continue
+		}
+		aired, firm := 0, 0
+		var movable []*broadcast.Airing // make-ups that may still be cancelled, by start
+		for _, a := range airings {
+			switch {
+			case a.Programme != k.programme:
+			case a.Status == broadcast.StatusAired:
+				aired++
+			case a.Status.Final():
+			case a.Kind == broadcast.KindMakeup && a.Start.Sub(now) >= s.opts.Policy.Freeze:
+				movable = append(movable, a)
+			default:
+				firm++
+			}
+		}
+		keep := max(0, s.opts.Policy.Required()-aired-firm)
+		for i := len(movable) - 1; i >= keep; i-- {
+			a := movable[i]
+			op := &broadcast.OpEntry{At: now, Actor: "system", Action: "airing.cancel", Subject: a.ID, Detail: []byte(`{"reason":"make-up no longer needed"}`)}
+			_, err := s.opts.Store.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error {
+				if !a.Status.Final() {
+					a.Status, a.Reason, a.UpdatedAt = broadcast.StatusCancelled, "make-up no longer needed: the month is met", now
+				}
+				return nil
+			}, op)
+			if err != nil {
+				s.log.Error("cancel a surplus make-up", "airing", a.ID, "err", err)
+				continue
+			}
+			cancelled++
+			s.log.Info("make-up cancelled: the month is met", "airing", a.ID, "station", k.station, "month", k.month)
+			s.Touch(k.station)
+		}
+	}
+	return cancelled
+}

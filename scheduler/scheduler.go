@@ -31,6 +31,7 @@ type Store interface {
 	AiringsBetween(from, to time.Time, fn func(*broadcast.Airing) error) error
 	PutAirings(ctx context.Context, airings []*broadcast.Airing, op *broadcast.OpEntry) error
 	UpdateAiring(ctx context.Context, id string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) (*broadcast.Airing, error)
+	UpdateAirings(ctx context.Context, ids []string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) ([]*broadcast.Airing, error)
 	NextSnapshotRev(ctx context.Context, device string) (uint64, error)
 }
 
@@ -75,11 +76,22 @@ type Scheduler struct {
 	opts Options
 	log  *slog.Logger
 	wake chan struct{}
+	// revBase lifts every snapshot rev by the process's start time in
+	// microseconds. The stored counter alone goes backwards when the
+	// database is restored from a backup (or survives a crash that lost
+	// its last commits), and devices ignore a rev they have already passed:
+	// they would never take a new schedule again. With the base, a new
+	// process always outbids the old one unless the wall clock went back
+	// by more than the time between them.
+	revBase uint64
 
 	// The loop's own state; only Run's goroutine touches it.
-	started    time.Time
-	horizon    time.Time // airings starting before it are in devices' snapshots
-	missCursor time.Time // airings starting before it have been judged
+	started     time.Time
+	horizon     time.Time // airings starting before it are in devices' snapshots
+	missCursor  time.Time // airings starting before it have been judged
+	lastSurplus time.Time // when make-ups were last checked for surplus
+
+	zones sync.Map // time zone name → *time.Location
 
 	mu    sync.Mutex
 	dirty map[string]bool // stations whose devices need a new snapshot
@@ -110,10 +122,11 @@ func New(opts Options) (*Scheduler, error) {
 		opts.PlanMargin = 10 * time.Minute
 	}
 	s := &Scheduler{
-		opts:  opts,
-		log:   opts.Logger,
-		wake:  make(chan struct{}, 1),
-		dirty: map[string]bool{},
+		opts:    opts,
+		log:     opts.Logger,
+		wake:    make(chan struct{}, 1),
+		revBase: uint64(time.Now().UnixMicro()),
+		dirty:   map[string]bool{},
 		planned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaxa_scheduler_airings_planned_total", Help: "Airings planned for approved programmes.",
 		}),
@@ -274,16 +287,38 @@ func (s *Scheduler) reslot(ctx context.Context, st broadcast.Station, loc *time.
 }
 
 func (s *Scheduler) location(st broadcast.Station) *time.Location {
-	if st.Timezone != "" {
-		if loc, err := time.LoadLocation(st.Timezone); err == nil {
-			return loc
-		}
+	name := st.Timezone
+	if name == "" {
+		name = broadcast.DefaultTimezone
 	}
-	loc, err := time.LoadLocation(broadcast.DefaultTimezone)
+	// time.LoadLocation reads and parses the zone on every call; a national
+	// pass asks for the same one 10,047 times.
+	if loc, ok := s.zones.Load(name); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := time.LoadLocation(name)
 	if err != nil {
-		return time.FixedZone("ICT", 7*3600)
+		s.log.Warn("unknown station time zone; using Vietnam's", "station", st.ID, "timezone", name)
+		loc = time.FixedZone("ICT", 7*3600)
 	}
+	s.zones.Store(name, loc)
 	return loc
+}
+
+// RefreshAll re-publishes every station's snapshots: the daily safety net
+// behind the event-driven updates, should a broker have lost retained
+// messages unnoticed.
+func (s *Scheduler) RefreshAll() error {
+	all, err := s.opts.Store.Stations("")
+	if err != nil {
+		return fmt.Errorf("refresh snapshots: %w", err)
+	}
+	ids := make([]string, len(all))
+	for i, st := range all {
+		ids[i] = st.ID
+	}
+	s.Touch(ids...)
+	return nil
 }
 
 // Touch marks stations whose schedule changed, so that the loop publishes
@@ -325,15 +360,9 @@ func (s *Scheduler) begin() error {
 	// The broker keeps no retained message across its restarts (and an
 	// external one may have lost them), so every device gets its snapshot
 	// again when the daemon starts.
-	all, err := s.opts.Store.Stations("")
-	if err != nil {
-		return fmt.Errorf("scheduler: list stations: %w", err)
+	if err := s.RefreshAll(); err != nil {
+		return err
 	}
-	ids := make([]string, len(all))
-	for i, st := range all {
-		ids[i] = st.ID
-	}
-	s.Touch(ids...)
 	s.horizon = s.started.Add(s.opts.Policy.Lead)
 	// Two months back covers every airing whose month is still open, so
 	// that a restart judges (and repairs) what happened while it was down.
@@ -361,7 +390,17 @@ func (s *Scheduler) step(ctx context.Context) {
 	}
 	s.publishDirty(ctx, now)
 	s.missCursor = s.judgeMissed(ctx, now, s.missCursor)
+	if now.Sub(s.lastSurplus) >= surplusEvery {
+		s.cancelSurplus(ctx, now)
+		s.lastSurplus = now
+	}
 }
+
+// publishers is how many stations publish at once. Each device's snapshot
+// takes a rev from storage's group commit and a broker round trip; done one
+// after another, a province would wait on hundreds of fsyncs, done side by
+// side they share a handful.
+const publishers = 32
 
 func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
 	s.mu.Lock()
@@ -372,66 +411,97 @@ func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
 	s.dirty = map[string]bool{}
 	s.mu.Unlock()
 	sort.Strings(stations)
+
+	work := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var sent []string // planned airings now in some device's snapshot
+	for range min(publishers, len(stations)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for st := range work {
+				ids, err := s.publishStation(ctx, st, now)
+				if err != nil {
+					s.failures.Inc()
+					s.log.Warn("publish station schedule; will retry", "station", st, "err", err)
+					s.mu.Lock()
+					s.dirty[st] = true
+					s.mu.Unlock()
+					continue
+				}
+				mu.Lock()
+				sent = append(sent, ids...)
+				mu.Unlock()
+			}
+		}()
+	}
 	for _, st := range stations {
 		if ctx.Err() != nil {
-			return
+			break
 		}
-		if err := s.publishStation(ctx, st, now); err != nil {
-			s.failures.Inc()
-			s.log.Warn("publish station schedule; will retry", "station", st, "err", err)
-			s.mu.Lock()
-			s.dirty[st] = true
-			s.mu.Unlock()
-		}
+		work <- st
 	}
+	close(work)
+	wg.Wait()
+	s.markSent(ctx, sent, now)
 }
 
-// publishStation sends every enabled device of a station its snapshot, then
-// marks the planned airings in it as sent.
-func (s *Scheduler) publishStation(ctx context.Context, station string, now time.Time) error {
-	devs, err := s.opts.Store.Devices(station)
-	if err != nil {
-		return fmt.Errorf("devices of station %s: %w", station, err)
-	}
-	items, airings, err := s.items(station, now)
-	if err != nil {
-		return err
-	}
-	sent := 0
-	for _, d := range devs {
-		if d.Disabled {
-			continue
-		}
-		rev, err := s.opts.Store.NextSnapshotRev(ctx, d.ID)
-		if err != nil {
-			return fmt.Errorf("snapshot rev of %s: %w", d.ID, err)
-		}
-		snap := broadcast.Snapshot{V: broadcast.ProtocolVersion, Device: d.ID, Station: station, Rev: rev, IssuedAt: now, Items: items}
-		if err := s.opts.Publisher.PublishSnapshot(ctx, snap); err != nil {
-			return fmt.Errorf("publish snapshot of %s: %w", d.ID, err)
-		}
-		s.published.Inc()
-		sent++
-	}
-	if sent == 0 {
-		return nil
-	}
-	for _, a := range airings {
-		if a.Status != broadcast.StatusPlanned {
-			continue
-		}
-		_, err := s.opts.Store.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error {
+// markSent moves planned airings that reached their devices to sent, in
+// one transaction per batch rather than one fsync per airing.
+func (s *Scheduler) markSent(ctx context.Context, ids []string, now time.Time) {
+	for i := 0; i < len(ids); i += planBatch {
+		_, err := s.opts.Store.UpdateAirings(ctx, ids[i:min(i+planBatch, len(ids))], func(a *broadcast.Airing) error {
 			if a.Status == broadcast.StatusPlanned {
-				a.Status = broadcast.StatusSent
-				a.UpdatedAt = now
+				a.Status, a.UpdatedAt = broadcast.StatusSent, now
 			}
 			return nil
 		}, nil)
 		if err != nil {
-			return fmt.Errorf("mark airing %s sent: %w", a.ID, err)
+			// Harmless to leave planned: the next publication retries.
+			s.log.Warn("mark airings sent", "err", err)
 		}
 	}
-	return nil
+}
+
+// publishStation sends every enabled device of a station its snapshot and
+// returns the planned airings in it, which are now sent.
+func (s *Scheduler) publishStation(ctx context.Context, station string, now time.Time) ([]string, error) {
+	devs, err := s.opts.Store.Devices(station)
+	if err != nil {
+		return nil, fmt.Errorf("devices of station %s: %w", station, err)
+	}
+	items, airings, err := s.items(station, now)
+	if err != nil {
+		return nil, err
+	}
+	published := 0
+	for _, d := range devs {
+		if d.Disabled {
+			continue
+		}
+		n, err := s.opts.Store.NextSnapshotRev(ctx, d.ID)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot rev of %s: %w", d.ID, err)
+		}
+		rev := s.revBase + n
+		snap := broadcast.Snapshot{V: broadcast.ProtocolVersion, Device: d.ID, Station: station, Rev: rev, IssuedAt: now, Items: items}
+		if err := s.opts.Publisher.PublishSnapshot(ctx, snap); err != nil {
+			return nil, fmt.Errorf("publish snapshot of %s: %w", d.ID, err)
+		}
+		s.published.Inc()
+		published++
+	}
+	if published == 0 {
+		return nil, nil
+	}
+	var planned []string
+	for _, a := range airings {
+		if a.Status == broadcast.StatusPlanned {
+			planned = append(planned, a.ID)
+		}
+	}
+	return planned, nil
 }
 
 // items is a station's upcoming schedule: every airing not cancelled whose
@@ -496,6 +566,13 @@ func (s *Scheduler) judgeMissed(ctx context.Context, now, cursor time.Time) time
 		a, err := s.opts.Store.UpdateAiring(ctx, id, func(a *broadcast.Airing) error {
 			if !a.Status.Final() {
 				a.Status, a.Reason, a.UpdatedAt = broadcast.StatusMissed, broadcast.ReasonNoFinish, now
+				// Each device that got no further than started missed it too;
+				// reports name them as the exceptions.
+				for _, d := range a.Devices {
+					if !d.Status.Final() {
+						d.Status, d.Reason = broadcast.StatusMissed, broadcast.ReasonNoFinish
+					}
+				}
 			}
 			return nil
 		}, nil)

@@ -307,3 +307,84 @@ func TestPriorityDisplacesAndReplans(t *testing.T) {
 		t.Fatalf("%d normal airings moved, the plan says %d", moved, res.Displaced)
 	}
 }
+
+// BenchmarkDispatchStep measures the loop's cost per due airing: publishing
+// the snapshots of every station of Thanh Hoa (one device each) and marking
+// their airings sent.
+func BenchmarkDispatchStep(b *testing.B) {
+	h := newHarness(b, thanhHoa)
+	ctx := context.Background()
+	stations, _ := h.store.Stations("")
+	var devs []broadcast.Device
+	for _, st := range stations {
+		devs = append(devs, broadcast.Device{ID: st.ID + "-01", Station: st.ID})
+	}
+	if err := h.store.AddDevices(ctx, devs, nil); err != nil {
+		b.Fatal(err)
+	}
+	h.clock.Set(time.Date(2026, 11, 28, 9, 0, 0, 0, ict))
+	if _, err := h.s.PlanProgramme(ctx, h.programme(b, "38", "2026-12"), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	if err := h.s.begin(); err != nil {
+		b.Fatal(err)
+	}
+	due := 0
+	for _, st := range stations {
+		items, _, _ := h.s.items(st.ID, h.clock.Now())
+		due += len(items)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		_ = h.s.RefreshAll()
+		h.s.step(ctx)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(max(due, 1)), "ns/due-airing")
+	b.ReportMetric(float64(due), "due-airings")
+}
+
+// Evidence from a device that was offline arrives after the make-up was
+// planned: the month is met without it, and the make-up is cancelled.
+func TestSurplusMakeUpCancelled(t *testing.T) {
+	h := newHarness(t, thanhHoa)
+	ctx := context.Background()
+	if err := h.store.AddDevice(ctx, broadcast.Device{ID: "14755-01", Station: "14755"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(time.Date(2026, 12, 1, 0, 0, 0, 0, ict))
+	if _, err := h.s.PlanProgramme(ctx, h.programme(t, "14755", "2026-12"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.begin(); err != nil {
+		t.Fatal(err)
+	}
+	h.s.step(ctx)
+	airings, _ := h.store.StationMonthAirings("14755", "2026-12")
+	first := airings[0]
+	h.clock.Set(first.NotAfter.Add(h.p.Grace + time.Minute))
+	h.s.step(ctx)
+	var makeup *broadcast.Airing
+	all, _ := h.store.StationMonthAirings("14755", "2026-12")
+	for _, a := range all {
+		if a.Kind == broadcast.KindMakeup {
+			makeup = a
+		}
+	}
+	if makeup == nil {
+		t.Fatal("no make-up planned")
+	}
+	// The device's outbox arrives: the premiere did air, and so do the others.
+	for _, a := range all {
+		if a.Kind != broadcast.KindMakeup {
+			if _, err := h.store.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error { a.Status = broadcast.StatusAired; return nil }, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.clock.Set(h.clock.Now().Add(surplusEvery))
+	h.s.step(ctx)
+	got, err := h.store.Airing(makeup.ID)
+	if err != nil || got.Status != broadcast.StatusCancelled {
+		t.Fatalf("make-up is %s, want cancelled now that the month is met", got.Status)
+	}
+}

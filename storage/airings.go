@@ -83,18 +83,24 @@ func getAiring(tx *bolt.Tx, id string) (*broadcast.Airing, error) {
 }
 
 // putAiring stores a and moves its record and index entries if old (the
-// stored version, or nil) was filed elsewhere.
+// stored version, or nil) was filed elsewhere. Index entries that old
+// already has are not written again: a Put dirties its page even when
+// nothing changes, and a status change (the common update) changes no
+// index, so that marking a batch of airings due together touches only the
+// few air_due pages that hold them.
 func putAiring(tx *bolt.Tx, a, old *broadcast.Airing) error {
 	due := tx.Bucket(bktAirDue)
 	nk := recKey(timeKey(a.Start), a.ID)
 	nix := airingIndexes(a)
+	var oix []airingIndex
 	if old != nil {
+		oix = airingIndexes(old)
 		if ok := recKey(timeKey(old.Start), old.ID); !bytes.Equal(ok, nk) {
 			if err := due.Delete(ok); err != nil {
 				return fmt.Errorf("move airing %s: %w", a.ID, err)
 			}
 		}
-		for _, o := range airingIndexes(old) {
+		for _, o := range oix {
 			if !slices.ContainsFunc(nix, func(n airingIndex) bool {
 				return bytes.Equal(n.bucket, o.bucket) && bytes.Equal(n.key, o.key)
 			}) {
@@ -108,6 +114,11 @@ func putAiring(tx *bolt.Tx, a, old *broadcast.Airing) error {
 		return fmt.Errorf("store airing %s: %w", a.ID, err)
 	}
 	for _, n := range nix {
+		if slices.ContainsFunc(oix, func(o airingIndex) bool {
+			return bytes.Equal(n.bucket, o.bucket) && bytes.Equal(n.key, o.key) && bytes.Equal(n.value, o.value)
+		}) {
+			continue
+		}
 		if err := tx.Bucket(n.bucket).Put(n.key, n.value); err != nil {
 			return fmt.Errorf("index airing %s: %w", a.ID, err)
 		}
@@ -187,24 +198,9 @@ func (s *Store) UpdateAiring(ctx context.Context, id string, fn func(*broadcast.
 		fnErr error
 	)
 	err := s.update(ctx, op, func(tx *bolt.Tx) error {
-		old, err := getAiring(tx, id)
-		if err != nil {
-			return err
-		}
-		a := cloneAiring(old)
-		if err := fn(a); err != nil {
-			fnErr = err
-			return err
-		}
-		if a.ID != id {
-			return broadcast.FieldError(broadcast.EInvalid, "id", "an airing's id cannot change (%s to %s)", id, a.ID)
-		}
-		if err := validateAiring(a); err != nil {
-			return err
-		}
-		a.UpdatedAt = s.now()
-		out = a
-		return putAiring(tx, a, old)
+		var err error
+		out, err = s.updateAiring(tx, id, fn, &fnErr)
+		return err
 	})
 	if fnErr != nil && err == fnErr {
 		return nil, fnErr
@@ -213,6 +209,70 @@ func (s *Store) UpdateAiring(ctx context.Context, id string, fn func(*broadcast.
 		return nil, fmt.Errorf("update airing %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// UpdateAirings is UpdateAiring for many airings in one transaction, and
+// so one fsync: the dispatch loop marks hundreds of airings sent at once.
+// fn is called for each id in order and the airings are returned in that
+// order. All or nothing: an unknown id (broadcast.ENotFound), an invalid
+// result or an error from fn (returned as is) aborts the whole batch, and
+// op is logged only if every airing was stored. An id given twice is
+// updated twice, the second call seeing the first's result. No ids: no
+// transaction, and op is not logged.
+func (s *Store) UpdateAirings(ctx context.Context, ids []string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) ([]*broadcast.Airing, error) {
+	if len(ids) == 0 {
+		return nil, ctx.Err()
+	}
+	var (
+		out   []*broadcast.Airing
+		fnErr error
+	)
+	err := s.update(ctx, op, func(tx *bolt.Tx) error {
+		out = make([]*broadcast.Airing, 0, len(ids))
+		for _, id := range ids {
+			a, err := s.updateAiring(tx, id, fn, &fnErr)
+			if err != nil {
+				if err != fnErr {
+					err = fmt.Errorf("airing %s: %w", id, err)
+				}
+				return err
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if fnErr != nil && err == fnErr {
+		return nil, fnErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update %d airings: %w", len(ids), err)
+	}
+	return out, nil
+}
+
+// updateAiring is one airing's part of UpdateAiring(s); fn's error is
+// returned as is and also set in *fnErr.
+func (s *Store) updateAiring(tx *bolt.Tx, id string, fn func(*broadcast.Airing) error, fnErr *error) (*broadcast.Airing, error) {
+	old, err := getAiring(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	a := cloneAiring(old)
+	if err := fn(a); err != nil {
+		*fnErr = err
+		return nil, err
+	}
+	if a.ID != id {
+		return nil, broadcast.FieldError(broadcast.EInvalid, "id", "an airing's id cannot change (%s to %s)", id, a.ID)
+	}
+	if err := validateAiring(a); err != nil {
+		return nil, err
+	}
+	a.UpdatedAt = s.now()
+	if err := putAiring(tx, a, old); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // cloneAiring copies an airing deeply, so that the copy shares no map or

@@ -162,3 +162,153 @@ func TestAiringsBetweenChunksAndWrites(t *testing.T) {
 		t.Errorf("visited %d of %d", n, len(batch))
 	}
 }
+
+func TestUpdateAirings(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	seedStations(t, s, 2)
+	day := func(d, h int) time.Time { return time.Date(2026, 3, d, h, 0, 0, 0, t0.Location()) }
+	var plan []*broadcast.Airing
+	for i, st := range []string{"38001", "38002", "38101"} {
+		a := airing(fmt.Sprintf("a%d", i), st, "p1", day(10, 6))
+		a.Status = broadcast.StatusPlanned
+		plan = append(plan, a)
+	}
+	must(t, s.PutAirings(ctx, plan, nil))
+	status := func(id string) broadcast.Status {
+		t.Helper()
+		a, err := s.Airing(id)
+		must(t, err)
+		return a.Status
+	}
+	markSent := func(a *broadcast.Airing) error {
+		a.Status = broadcast.StatusSent
+		return nil
+	}
+
+	// One transaction (one fsync), one op entry, in the order asked.
+	txID := func() (id int) {
+		_ = s.db.View(func(tx *boltTx) error { id = tx.ID(); return nil })
+		return id
+	}
+	before := txID()
+	op := &broadcast.OpEntry{Actor: "system", Action: "schedule.send", Subject: "38"}
+	got, err := s.UpdateAirings(ctx, []string{"a2", "a0", "a1"}, markSent, op)
+	must(t, err)
+	if n := txID() - before; n != 1 {
+		t.Errorf("%d write transactions", n)
+	}
+	if ids(got) != "a2,a0,a1" {
+		t.Errorf("returned %s", ids(got))
+	}
+	for _, a := range got {
+		if a.Status != broadcast.StatusSent || !a.UpdatedAt.Equal(t0) || status(a.ID) != broadcast.StatusSent {
+			t.Errorf("%s: %s, updated %s", a.ID, a.Status, a.UpdatedAt)
+		}
+	}
+	if op.Seq != 1 {
+		t.Errorf("op %+v", op)
+	}
+	verifyOps(t, s, 1)
+
+	// All or nothing: fn's error aborts the batch and comes back as is.
+	boom := errors.New("boom")
+	n := 0
+	_, err = s.UpdateAirings(ctx, []string{"a0", "a1", "a2"}, func(a *broadcast.Airing) error {
+		if n++; n == 2 {
+			return boom
+		}
+		a.Status = broadcast.StatusCancelled
+		return nil
+	}, &broadcast.OpEntry{Actor: "system", Action: "schedule.cancel"})
+	if err != boom {
+		t.Errorf("fn error: %v", err)
+	}
+	if status("a0") != broadcast.StatusSent {
+		t.Errorf("a0 was changed by an aborted batch")
+	}
+	verifyOps(t, s, 1)
+
+	// An unknown id: ENotFound, nothing stored.
+	_, err = s.UpdateAirings(ctx, []string{"a0", "nope"}, func(a *broadcast.Airing) error {
+		a.Status = broadcast.StatusCancelled
+		return nil
+	}, &broadcast.OpEntry{Actor: "system", Action: "schedule.cancel"})
+	if broadcast.ErrorCode(err) != broadcast.ENotFound || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("unknown id: %v", err)
+	}
+	if status("a0") != broadcast.StatusSent {
+		t.Errorf("a0 was changed by a batch with an unknown id")
+	}
+	verifyOps(t, s, 1)
+
+	// An invalid result aborts too.
+	_, err = s.UpdateAirings(ctx, []string{"a0", "a1"}, func(a *broadcast.Airing) error {
+		if a.ID == "a1" {
+			a.ID = "other"
+		}
+		a.Status = broadcast.StatusCancelled
+		return nil
+	}, nil)
+	if broadcast.ErrorCode(err) != broadcast.EInvalid || status("a0") != broadcast.StatusSent {
+		t.Errorf("id change: %v", err)
+	}
+
+	// A move is re-indexed; an id given twice sees its first update.
+	got, err = s.UpdateAirings(ctx, []string{"a0", "a0"}, func(a *broadcast.Airing) error {
+		a.Start = a.Start.Add(24 * time.Hour)
+		a.Title += "+"
+		return nil
+	}, nil)
+	must(t, err)
+	if len(got) != 2 || got[0].Title != "t+" || got[1].Title != "t++" || got[0] == got[1] {
+		t.Errorf("twice: %+v", got)
+	}
+	if in, _ := s.StationAirings("38001", day(12, 0), day(13, 0)); ids(in) != "a0" {
+		t.Errorf("moved airing not found at its new time: %q", ids(in))
+	}
+	if in, _ := s.StationAirings("38001", day(10, 0), day(11, 0)); len(in) != 0 {
+		t.Errorf("moved airing still at its old time: %q", ids(in))
+	}
+	var due []string
+	must(t, s.AiringsBetween(day(1, 0), day(31, 0), func(a *broadcast.Airing) error {
+		due = append(due, a.ID+"@"+fmt.Sprint(a.Start.In(t0.Location()).Day()))
+		return nil
+	}))
+	if strings.Join(due, ",") != "a1@10,a2@10,a0@12" {
+		t.Errorf("due index: %v", due)
+	}
+
+	// Nothing to do: no transaction, no op.
+	op = &broadcast.OpEntry{Actor: "system", Action: "schedule.send"}
+	if got, err := s.UpdateAirings(ctx, nil, markSent, op); err != nil || got != nil || op.Seq != 0 {
+		t.Errorf("no ids: %v %v %+v", got, err, op)
+	}
+	verifyOps(t, s, 1)
+}
+
+// A status change rewrites the record only: its index entries are not
+// written again (a Put dirties its page even when the value is the same).
+func TestUpdateAiringLeavesIndexesAlone(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	seedStations(t, s, 1)
+	var plan []*broadcast.Airing
+	for i := range 2000 {
+		plan = append(plan, airing(fmt.Sprintf("a%04d", i), "38001", fmt.Sprintf("p%d", i%7), t0.Add(time.Duration(i)*time.Minute)))
+	}
+	must(t, s.PutAirings(ctx, plan, nil))
+	written := func() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+	before := written()
+	_, err := s.UpdateAirings(ctx, []string{"a1000", "a1001", "a1002"}, func(a *broadcast.Airing) error {
+		a.Status = broadcast.StatusReceived
+		return nil
+	}, nil)
+	must(t, err)
+	// The record's leaf and its branch path in air_due, and the root
+	// pages of the buckets: no leaf of airings, air_sm, air_st, air_prog.
+	t.Logf("%d pages", written()-before)
+	if w := written() - before; w > 4 {
+		t.Errorf("a status change of 3 adjacent airings wrote %d pages", w)
+	}
+}

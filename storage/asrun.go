@@ -15,15 +15,10 @@ import (
 )
 
 // The as-run log is bucket asrun: key seq8 (big-endian, so the bucket is in
-// log order), value a binary AsRunEntry (encodeEntry). Beside it:
-//
-//	asrun_dev   device \0 dseq8 → seq8           dedupe, and Upto's walk over filled gaps
-//	asrun_dev   device \0 ff×9 → upto8 max8 last8 uptoHash32   the device's seq state
-//
-// The seq state sits in the same bucket right after the device's index
-// entries, where the next entry goes, so that an event dirties one leaf page
-// for both however long the device's history: pages written per commit are
-// what a group commit pays for in I/O.
+// log order), value a binary AsRunEntry (encodeEntry). Beside it, each
+// device's seq state (asrun_seq) and where its seqs are in the log
+// (asrun_dev): see seqstate.go for why an event writes the first and only
+// every seqPending events the second.
 //
 // Events are group-committed by one writer goroutine (writer): it takes
 // a request, drains every other request already queued (up to MaxBatch),
@@ -33,8 +28,9 @@ import (
 // acknowledging the same broadcast thus cost a handful of fsyncs, and a
 // caller is never told "logged" before its entry is on disk. bbolt's own
 // db.Batch is not used: it waits out a timer to gather calls and measured
-// about 5k events/s here; this loop does 25-40k on a 2-core VM (see
-// bench_test.go), where the limit is the pages each commit writes.
+// about 5k events/s here; this loop does 43-51k on a 2-core VM (see
+// bench_test.go), where the limit is the pages each commit writes: the
+// log's, and those of the airings the events change.
 //
 // The writer does not linger to gather more: with many callers, the
 // requests that queue during one commit are the next batch, so commits
@@ -133,12 +129,26 @@ func (s *Store) submit(ctx context.Context, req request) (result, error) {
 }
 
 // writer is the group-commit loop. It exits when Close has closed the queue
-// and every queued request has been committed and answered.
+// and every queued request has been committed and answered, after a last
+// checkpoint of the device seq states. Between commits it checkpoints them
+// every opts.checkpointEvery, and after checkpointAfter events.
 func (s *Store) writer() {
 	defer close(s.writerDone)
+	defer s.checkpoint()
+	tick := time.NewTicker(s.opts.checkpointEvery)
+	defer tick.Stop()
 	batch := make([]*request, 0, 256)
 	for {
-		r, ok := <-s.reqs
+		var (
+			r  *request
+			ok bool
+		)
+		select {
+		case r, ok = <-s.reqs:
+		case <-tick.C:
+			s.checkpoint()
+			continue
+		}
 		if !ok {
 			return
 		}
@@ -162,6 +172,9 @@ func (s *Store) writer() {
 		if !open {
 			return
 		}
+		if s.seqsFull() {
+			s.checkpoint()
+		}
 	}
 }
 
@@ -171,25 +184,14 @@ func (s *Store) writer() {
 // it (a failed write, a failed fsync) fails the whole transaction; the
 // requests are then retried one per transaction, so that one poisonous
 // request cannot keep the others from being logged.
+//
+// The device seq states the batch changed are published (DeviceSeq) once
+// the transaction is durable; if it failed, the writer's states and cache
+// are dropped, to be rebuilt from the file by the next transaction.
 func (s *Store) commit(batch []*request) {
 	results := make([]result, len(batch))
-	var w *batchTx
 	start := time.Now()
-	var applied time.Duration
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		var err error
-		if w, err = s.newBatchTx(tx); err != nil {
-			return err
-		}
-		for i, r := range batch {
-			if results[i], err = w.apply(r); err != nil {
-				return err
-			}
-		}
-		err = w.flush()
-		applied = time.Since(start)
-		return err
-	})
+	w, applied, err := s.commitTx(batch, results, start)
 	if err != nil {
 		err = s.dbErr(err)
 		if len(batch) > 1 {
@@ -214,24 +216,85 @@ func (s *Store) commit(batch []*request) {
 	}
 }
 
-// batchTx is one group commit's view of the log. Airings and device seq
-// states are decoded once per transaction and written back once by flush,
-// however many of the batch's events touch them: when a broadcast ends,
-// every device of a station reports on the same airing at once.
+// commitTx is commit's transaction, with the writer's state held.
+func (s *Store) commitTx(batch []*request, results []result, start time.Time) (w *batchTx, applied time.Duration, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	ss := &s.seqs
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		// No other write transaction runs now: if none ran since the
+		// last, the cache is what the file holds.
+		if g := s.gen.Load(); g != s.wcache.gen || s.wcache.airings == nil || len(s.wcache.airings) > writerCacheMax {
+			s.wcache.reset(g)
+		}
+		if ss.work == nil {
+			if err := ss.load(tx); err != nil {
+				return fmt.Errorf("rebuild device seq states: %w", err)
+			}
+		}
+		var err error
+		if w, err = s.newBatchTx(tx); err != nil {
+			return err
+		}
+		for i, r := range batch {
+			if results[i], err = w.apply(r); err != nil {
+				return err
+			}
+		}
+		err = w.flush()
+		applied = time.Since(start)
+		return err
+	})
+	if err != nil {
+		ss.work = nil
+		s.wcache = writerCache{}
+		return nil, 0, err
+	}
+	ss.publish(w.dirtySeq)
+	return w, applied, nil
+}
+
+// writerCache is what the writer keeps of the file between its
+// transactions, besides the seq states: the airings its events changed,
+// decoded (decoding them again was a third of applying an event), with
+// their keys in air_due, and the stations' counts of enabled devices. It
+// is only ever right if no one else wrote: every other write transaction
+// (update, AppendOp) moves Store.gen inside the transaction, and the
+// writer, whose transaction runs after it (bbolt has one writer at a
+// time), drops the cache when gen moved, when its own transaction failed
+// (its changes in the cache did not reach the file) and when it holds more
+// than writerCacheMax airings.
+type writerCache struct {
+	gen     uint64
+	airings map[string]*broadcast.Airing
+	keys    map[string][]byte // id → record key in air_due
+	enabled map[string]int
+}
+
+// writerCacheMax bounds the airings the writer keeps decoded (a few KB
+// each): a few broadcasts' worth for a province, one for the country.
+const writerCacheMax = 4096
+
+func (c *writerCache) reset(gen uint64) {
+	*c = writerCache{gen: gen, airings: map[string]*broadcast.Airing{}, keys: map[string][]byte{}, enabled: map[string]int{}}
+}
+
+// batchTx is one group commit's view of the log. Airings are decoded once
+// and written back once per transaction by flush, however many of the
+// batch's events touch them: when a broadcast ends, every device of a
+// station reports on the same airing at once. Device seq states change in
+// the writer's memory (seqstate.go).
 type batchTx struct {
-	s                  *Store
-	tx                 *bolt.Tx
-	asrun, devIdx, due *bolt.Bucket
+	s                          *Store
+	tx                         *bolt.Tx
+	asrun, devIdx, devSeq, due *bolt.Bucket
 
 	headSeq  uint64
 	headHash broadcast.Hash
 
-	airingCache map[string]*broadcast.Airing
-	airingKeys  map[string][]byte // id → record key in air_due
-	dirtyAir    map[string]bool
-	enabled     map[string]int
-	seqCache    map[string]*DeviceSeqState
-	dirtySeq    map[string]bool
+	*writerCache
+	dirtyAir map[string]bool
+	dirtySeq []string // devices whose seq state changed, to publish
 
 	appended, duplicates, rejected uint64
 }
@@ -239,13 +302,9 @@ type batchTx struct {
 func (s *Store) newBatchTx(tx *bolt.Tx) (*batchTx, error) {
 	w := &batchTx{
 		s: s, tx: tx,
-		asrun: tx.Bucket(bktAsRun), devIdx: tx.Bucket(bktAsRunDev), due: tx.Bucket(bktAirDue),
-		airingCache: map[string]*broadcast.Airing{},
-		airingKeys:  map[string][]byte{},
+		asrun: tx.Bucket(bktAsRun), devIdx: tx.Bucket(bktAsRunDev), devSeq: tx.Bucket(bktAsRunSeq), due: tx.Bucket(bktAirDue),
+		writerCache: &s.wcache,
 		dirtyAir:    map[string]bool{},
-		enabled:     map[string]int{},
-		seqCache:    map[string]*DeviceSeqState{},
-		dirtySeq:    map[string]bool{},
 	}
 	// The log only grows at its end: full pages waste nothing.
 	w.asrun.FillPercent = 1.0
@@ -277,11 +336,26 @@ func (w *batchTx) apply(r *request) (result, error) {
 		return refuse(broadcast.RejectSeq, "seq must start at 1")
 	}
 
-	// Everything up to the first Put only reads, so that a refused event
-	// leaves no trace in the transaction.
-	dk := devSeqKey(rec.Device, ev.Seq)
-	if v := w.devIdx.Get(dk); v != nil {
-		return w.duplicate(rec, v)
+	// Everything up to the first Put only reads (the cached seq state
+	// changes after it), so that a refused event leaves no trace in the
+	// transaction.
+	st, err := w.s.seqs.get(w.devSeq, rec.Device)
+	if err != nil {
+		return result{err: fmt.Errorf("event %s/%d: %w", rec.Device, ev.Seq, err)}, nil
+	}
+	if ev.Seq <= st.Max {
+		// At or below Upto, a duplicate; between Upto and Max, one if it
+		// arrived ahead of a gap. Above Max, new: the usual case needs no
+		// lookup.
+		seq, ok, err := logged(w.devIdx, rec.Device, st, ev.Seq)
+		switch {
+		case err != nil:
+			return result{err: fmt.Errorf("event %s/%d: %w", rec.Device, ev.Seq, err)}, nil
+		case ok:
+			return w.duplicate(rec, st, seq)
+		case ev.Seq <= st.Upto:
+			return result{err: fmt.Errorf("event %s/%d: logged (upto %d) but not in the device index", rec.Device, ev.Seq, st.Upto)}, nil
+		}
 	}
 	a, err := w.airing(ev.Airing)
 	if broadcast.IsNotFound(err) {
@@ -292,10 +366,6 @@ func (w *batchTx) apply(r *request) (result, error) {
 	}
 	if a.Station != rec.Station {
 		return refuse(broadcast.RejectAiring, "airing %s is for station %s, not %s", ev.Airing, a.Station, rec.Station)
-	}
-	st, err := w.seqState(rec.Device)
-	if err != nil {
-		return result{err: fmt.Errorf("event %s/%d: %w", rec.Device, ev.Seq, err)}, nil
 	}
 
 	received := rec.ReceivedAt
@@ -317,9 +387,6 @@ func (w *batchTx) apply(r *request) (result, error) {
 	if err := w.asrun.Put(u64(e.Seq), encodeEntry(&e)); err != nil {
 		return result{}, fmt.Errorf("append as-run entry %d: %w", e.Seq, err)
 	}
-	if err := w.devIdx.Put(dk, u64(e.Seq)); err != nil {
-		return result{}, fmt.Errorf("index as-run entry %d: %w", e.Seq, err)
-	}
 	w.headSeq, w.headHash = e.Seq, e.Hash
 	w.appended++
 
@@ -332,47 +399,19 @@ func (w *batchTx) apply(r *request) (result, error) {
 	a.UpdatedAt = e.ReceivedAt
 	w.dirtyAir[a.ID] = true
 
-	if ev.Seq > st.Max {
-		st.Max = ev.Seq
+	if err := w.s.seqs.note(w.asrun, w.devIdx, rec.Device, st, ev.Seq, e.Seq, e.Hash, e.ReceivedAt); err != nil {
+		return result{}, err
 	}
-	st.LastReceived = e.ReceivedAt
-	switch {
-	case ev.Seq == st.Upto+1 && st.Max == ev.Seq:
-		// The usual case, in order and no gap behind: nothing to walk.
-		st.Upto, st.UptoHash = ev.Seq, e.Hash
-	case ev.Seq == st.Upto+1:
-		// This seq closes a gap: walk the index over the seqs that
-		// arrived early (consecutive keys, since they are big-endian).
-		prefix := key(rec.Device, "")
-		c := w.devIdx.Cursor()
-		var at []byte // the as-run seq of the entry holding the new Upto
-		for k, v := c.Seek(dk); k != nil && hasPrefix(k, prefix) && len(k) == len(prefix)+8; k, v = c.Next() {
-			if binary.BigEndian.Uint64(k[len(prefix):]) != st.Upto+1 || len(v) != 8 {
-				break
-			}
-			st.Upto++
-			at = v
-		}
-		h, err := entryHash(w.asrun, at)
-		if err != nil {
-			return result{}, fmt.Errorf("as-run entry of %s/%d: %w", rec.Device, st.Upto, err)
-		}
-		st.UptoHash = h
-	}
-	w.dirtySeq[rec.Device] = true
+	w.dirtySeq = append(w.dirtySeq, rec.Device)
 	// A copy as of this event: later events of the batch go on changing
 	// the cached airing.
 	return result{app: Appended{Entry: e, Airing: cloneAiring(a), UptoSeq: st.Upto, UptoHash: st.UptoHash}}, nil
 }
 
-// duplicate answers an event whose (device, seq) is logged: with the entry
-// logged the first time, and the state as it is now.
-func (w *batchTx) duplicate(rec EventRecord, idx []byte) (result, error) {
-	if len(idx) != 8 {
-		return result{err: fmt.Errorf("event %s/%d: corrupt device index entry", rec.Device, rec.Event.Seq)}, nil
-	}
-	seq := binary.BigEndian.Uint64(idx[:8])
-	first, err := decodeEntry(w.asrun.Get(idx[:8]))
+// duplicate answers an event whose (device, seq) is logged as entry seq:
+// with that entry, and the state as it is now.
+func (w *batchTx) duplicate(rec EventRecord, st *seqState, seq uint64) (result, error) {
+	first, err := decodeEntry(w.asrun.Get(u64(seq)))
 	if err != nil {
 		return result{err: fmt.Errorf("as-run entry %d: %w", seq, err)}, nil
 	}
@@ -380,10 +419,6 @@ func (w *batchTx) duplicate(rec EventRecord, idx []byte) (result, error) {
 		// Same device, same seq, other bytes: a device bug or a replay
 		// attempt. The first is the evidence; the other is only noted.
 		w.s.log.Warn("duplicate event seq with a different payload", "device", rec.Device, "seq", rec.Event.Seq, "entry", seq)
-	}
-	st, err := w.seqState(rec.Device)
-	if err != nil {
-		return result{err: err}, nil
 	}
 	app := Appended{Entry: first, Duplicate: true, UptoSeq: st.Upto, UptoHash: st.UptoHash}
 	if a, err := w.airing(first.Airing); err == nil {
@@ -394,7 +429,7 @@ func (w *batchTx) duplicate(rec EventRecord, idx []byte) (result, error) {
 }
 
 func (w *batchTx) airing(id string) (*broadcast.Airing, error) {
-	if a, ok := w.airingCache[id]; ok {
+	if a, ok := w.airings[id]; ok {
 		return a, nil
 	}
 	k := airingKey(w.tx, id)
@@ -405,56 +440,24 @@ func (w *batchTx) airing(id string) (*broadcast.Airing, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.airingCache[id], w.airingKeys[id] = a, k
+	w.airings[id], w.keys[id] = a, k
 	return a, nil
 }
 
-func (w *batchTx) seqState(device string) (*DeviceSeqState, error) {
-	if st, ok := w.seqCache[device]; ok {
-		return st, nil
-	}
-	st, err := decodeSeqState(w.devIdx.Get(seqStateKey(device)))
-	if err != nil {
-		return nil, fmt.Errorf("seq state of %s: %w", device, err)
-	}
-	w.seqCache[device] = &st
-	return &st, nil
-}
-
-// flush writes back the airings and seq states the batch changed.
+// flush writes back the airings the batch changed.
 func (w *batchTx) flush() error {
 	// In key order, so that bbolt walks its pages left to right.
 	ids := slices.SortedFunc(maps.Keys(w.dirtyAir), func(a, b string) int {
-		return bytes.Compare(w.airingKeys[a], w.airingKeys[b])
+		return bytes.Compare(w.keys[a], w.keys[b])
 	})
 	for _, id := range ids {
 		// Events change status and devices, never Start or the indexed
 		// fields, so the record stays where it is.
-		if err := w.due.Put(w.airingKeys[id], encodeAiring(w.airingCache[id])); err != nil {
+		if err := w.due.Put(w.keys[id], encodeAiring(w.airings[id])); err != nil {
 			return fmt.Errorf("store airing %s: %w", id, err)
 		}
 	}
-	for _, d := range slices.Sorted(maps.Keys(w.dirtySeq)) {
-		if err := w.devIdx.Put(seqStateKey(d), encodeSeqState(w.seqCache[d])); err != nil {
-			return fmt.Errorf("store seq state of %s: %w", d, err)
-		}
-	}
 	return nil
-}
-
-// seqStateKey sorts after every devSeqKey of the device (nine bytes of 0xff
-// against eight of seq).
-func seqStateKey(device string) []byte {
-	k := make([]byte, 0, len(device)+10)
-	k = append(k, device...)
-	return append(k, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-}
-
-func devSeqKey(device string, seq uint64) []byte {
-	k := make([]byte, 0, len(device)+9)
-	k = append(k, device...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
 }
 
 // entryHash reads the chain hash of the as-run entry whose key is k.
@@ -466,30 +469,6 @@ func entryHash(asrun *bolt.Bucket, k []byte) (broadcast.Hash, error) {
 	}
 	copy(h[:], v[57:89])
 	return h, nil
-}
-
-func encodeSeqState(st *DeviceSeqState) []byte {
-	v := make([]byte, 0, 56)
-	v = binary.BigEndian.AppendUint64(v, st.Upto)
-	v = binary.BigEndian.AppendUint64(v, st.Max)
-	v = binary.BigEndian.AppendUint64(v, uint64(st.LastReceived.UnixNano()))
-	return append(v, st.UptoHash[:]...)
-}
-
-func decodeSeqState(v []byte) (DeviceSeqState, error) {
-	if v == nil {
-		return DeviceSeqState{}, nil
-	}
-	if len(v) != 56 {
-		return DeviceSeqState{}, fmt.Errorf("corrupt seq state (%d bytes)", len(v))
-	}
-	st := DeviceSeqState{
-		Upto:         binary.BigEndian.Uint64(v[0:8]),
-		Max:          binary.BigEndian.Uint64(v[8:16]),
-		LastReceived: time.Unix(0, int64(binary.BigEndian.Uint64(v[16:24]))).UTC(),
-	}
-	copy(st.UptoHash[:], v[24:56])
-	return st, nil
 }
 
 // An as-run entry is stored in a compact binary form: the log is the hot
@@ -520,6 +499,26 @@ func encodeEntry(e *broadcast.AsRunEntry) []byte {
 }
 
 var errCorruptEntry = errors.New("corrupt as-run entry")
+
+// decodeEntryHead decodes what the device seq states are made of: Seq,
+// ReceivedAt, DeviceSeq, Hash and Device.
+func decodeEntryHead(v []byte) (broadcast.AsRunEntry, error) {
+	var e broadcast.AsRunEntry
+	if len(v) < entryFixed || v[0] != entryVersion {
+		return e, errCorruptEntry
+	}
+	e.Seq = binary.BigEndian.Uint64(v[1:9])
+	e.ReceivedAt = time.Unix(0, int64(binary.BigEndian.Uint64(v[9:17]))).UTC()
+	e.DeviceSeq = binary.BigEndian.Uint64(v[17:25])
+	copy(e.Hash[:], v[57:89])
+	rest := v[entryFixed:]
+	n, k := binary.Uvarint(rest)
+	if k <= 0 || uint64(len(rest)-k) < n {
+		return e, errCorruptEntry
+	}
+	e.Device = string(rest[k : k+int(n)])
+	return e, nil
+}
 
 // decodeEntry copies everything out of v, which is bbolt's memory.
 func decodeEntry(v []byte) (broadcast.AsRunEntry, error) {
@@ -615,19 +614,4 @@ func (s *Store) AsRunHead() (seq uint64, hash broadcast.Hash, err error) {
 		return 0, broadcast.Hash{}, fmt.Errorf("as-run head: %w", err)
 	}
 	return seq, hash, nil
-}
-
-// DeviceSeq returns what the log holds of a device's seqs; the zero state
-// for a device that has sent nothing.
-func (s *Store) DeviceSeq(device string) (DeviceSeqState, error) {
-	var st DeviceSeqState
-	err := s.view(func(tx *bolt.Tx) error {
-		var err error
-		st, err = decodeSeqState(tx.Bucket(bktAsRunDev).Get(seqStateKey(device)))
-		return err
-	})
-	if err != nil {
-		return DeviceSeqState{}, fmt.Errorf("seq state of device %s: %w", device, err)
-	}
-	return st, nil
 }

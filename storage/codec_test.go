@@ -2,7 +2,10 @@ package storage
 
 import (
 	"encoding/json"
+	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +168,112 @@ func TestCloneAiring(t *testing.T) {
 	if b := cloneAiring(&broadcast.Airing{ID: "x"}); b.Devices != nil {
 		t.Error("nil devices became non-nil")
 	}
+}
+
+// Version 1 records (every symbol a string, every time whole) still decode.
+func TestAiringCodecReadsVersion1(t *testing.T) {
+	for _, a := range []*broadcast.Airing{fullAiring(), {ID: "x", Station: "s"}, {ID: "y", Devices: map[string]*broadcast.DeviceAiring{}}} {
+		got, err := decodeAiring(a.ID, encodeAiringV1(a))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, have := jsonUTC(t, a), jsonUTC(t, got); want != have {
+			t.Errorf("version 1:\n got %s\nwant %s", have, want)
+		}
+	}
+}
+
+// Times far from the start, unknown symbols and entries out of order
+// survive version 2's shortcuts.
+func TestAiringCodecEdges(t *testing.T) {
+	a := fullAiring()
+	far := time.Unix(1<<62+5, 7).UTC()
+	a.Devices["d4"] = &broadcast.DeviceAiring{Status: "new-status", Reason: "new-reason", StartedAt: time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC),
+		Events: []broadcast.EventRef{{Entry: 9, Event: "received", At: far}, {Entry: 3, Event: "new-event", At: a.Start.Add(-time.Hour)}, {Entry: 1<<64 - 1, At: time.Unix(-1<<62-1, 0).UTC()}}}
+	got, err := decodeAiring(a.ID, encodeAiring(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// JSON cannot show years past 9999: d4 is compared by hand.
+	want, have := a.Devices["d4"], got.Devices["d4"]
+	delete(a.Devices, "d4")
+	delete(got.Devices, "d4")
+	if want, have := jsonUTC(t, a), jsonUTC(t, got); want != have {
+		t.Errorf("round trip:\n got %s\nwant %s", have, want)
+	}
+	if have == nil || have.Status != want.Status || have.Reason != want.Reason || !have.StartedAt.Equal(want.StartedAt) || len(have.Events) != len(want.Events) {
+		t.Fatalf("d4: %+v, want %+v", have, want)
+	}
+	for i, r := range want.Events {
+		if h := have.Events[i]; h.Entry != r.Entry || h.Event != r.Event || !h.At.Equal(r.At) {
+			t.Errorf("d4 event %d: %+v, want %+v", i, h, r)
+		}
+	}
+}
+
+// A device with its four events takes ~60 bytes (it was ~120 in version 1):
+// airing records are pages written per group commit.
+func TestAiringCodecSize(t *testing.T) {
+	a := airing("a00001-0003", "00001", "p1", t0)
+	a.Audio = broadcast.Audio{SHA256: strings.Repeat("ab", 32), Format: "mp3", Type: "audio/mpeg", DurationMS: 600_000}
+	a.Devices = map[string]*broadcast.DeviceAiring{}
+	for j := range 8 {
+		d := &broadcast.DeviceAiring{Status: broadcast.StatusAired, StartedAt: t0.Add(1500 * time.Millisecond), PlayedMS: 600_000}
+		for k, ev := range cycle {
+			d.Events = append(d.Events, broadcast.EventRef{Entry: uint64(1_000_000 + k*2048 + j), Event: ev, At: t0.Add(time.Duration(k)*time.Minute + 250*time.Millisecond)})
+		}
+		a.Devices[fmt.Sprintf("d00001-%02d", j)] = d
+	}
+	v1, v2 := len(encodeAiringV1(a)), len(encodeAiring(a))
+	t.Logf("8 devices × 4 events: version 1 %d bytes, version 2 %d", v1, v2)
+	if v2 > 200+8*60 {
+		t.Errorf("version 2: %d bytes", v2)
+	}
+}
+
+// encodeAiringV1 is version 1 of the codec, as it was written.
+func encodeAiringV1(a *broadcast.Airing) []byte {
+	e := enc{}
+	e.b = append(e.b, 1)
+	for _, s := range []string{a.ID, a.Programme, a.Station, string(a.Month), string(a.Kind), a.Title, string(a.Status), a.Reason, a.Replaces} {
+		e.str(s)
+	}
+	e.int(int64(a.Priority))
+	e.str(a.Audio.SHA256)
+	e.int(a.Audio.Size)
+	e.str(a.Audio.Format)
+	e.str(a.Audio.Type)
+	e.int(a.Audio.DurationMS)
+	for _, t := range []time.Time{a.Start, a.NotAfter, a.CreatedAt, a.UpdatedAt} {
+		e.time(t)
+	}
+	if a.Devices == nil {
+		e.uint(0)
+	} else {
+		e.uint(uint64(len(a.Devices)) + 1)
+	}
+	for _, id := range slices.Sorted(maps.Keys(a.Devices)) {
+		d := a.Devices[id]
+		e.str(id)
+		if d == nil {
+			e.uint(0)
+			continue
+		}
+		e.uint(1)
+		e.str(string(d.Status))
+		e.str(d.Reason)
+		e.time(d.StartedAt)
+		e.int(d.PlayedMS)
+		if d.Events == nil {
+			e.uint(0)
+		} else {
+			e.uint(uint64(len(d.Events)) + 1)
+		}
+		for _, r := range d.Events {
+			e.uint(r.Entry)
+			e.str(string(r.Event))
+			e.time(r.At)
+		}
+	}
+	return e.b
 }

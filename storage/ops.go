@@ -72,6 +72,7 @@ func (s *Store) AppendOp(ctx context.Context, op broadcast.OpEntry) (broadcast.O
 	}
 	var logged broadcast.OpEntry
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		s.gen.Add(1) // as in update: the writer's cache is for it alone
 		var err error
 		logged, err = s.appendOp(tx, op)
 		return err

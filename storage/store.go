@@ -41,6 +41,8 @@ type Options struct {
 	Now         func() time.Time // default time.Now
 	Logger      *slog.Logger     // default discard
 	MaxBatch    int              // most requests the group-commit writer puts in one transaction; default 10000
+
+	checkpointEvery time.Duration // how often the device seq states are checkpointed (seqstate.go); default 1s
 }
 
 func (o *Options) setDefaults() {
@@ -55,6 +57,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = 10000
+	}
+	if o.checkpointEvery <= 0 {
+		o.checkpointEvery = time.Second
 	}
 	// A zero policy would judge every finished event off schedule (zero
 	// tolerance) and every station aired by one device: never what is meant.
@@ -75,7 +80,11 @@ var ErrClosed = errors.New("store is closed")
 // SchemaVersion is the layout of the bbolt file this code reads and writes.
 // Open refuses a file with a higher version: an older binary must not write
 // records it does not understand into a newer layout.
-const SchemaVersion = 1
+//
+//  1. the first layout
+//  2. device seq states moved from asrun_dev to asrun_seq; asrun_dev is
+//     written every seqPending events of a device (seqstate.go)
+const SchemaVersion = 2
 
 // DBFile is the name of the bbolt file inside the store's directory.
 const DBFile = "loaxa.db"
@@ -100,7 +109,8 @@ var (
 	bktAirST       = []byte("air_st")       // station \0 start8 id → nil
 	bktAirProg     = []byte("air_prog")     // programme \0 id → start8
 	bktAsRun       = []byte("asrun")        // seq8 → binary AsRunEntry
-	bktAsRunDev    = []byte("asrun_dev")    // device \0 dseq8 → seq8; device \0 ff×9 → seq state
+	bktAsRunDev    = []byte("asrun_dev")    // device \0 dseq8 → seq8 (seqstate.go)
+	bktAsRunSeq    = []byte("asrun_seq")    // device → seq state (seqstate.go)
 	bktOps         = []byte("ops")          // seq8 → JSON OpEntry
 )
 
@@ -108,7 +118,7 @@ var allBuckets = [][]byte{
 	bktMeta, bktUnits, bktUnitKids, bktStations, bktStationPath, bktDevices,
 	bktStationDevs, bktSnapRev, bktTokens, bktTokenHash, bktProgrammes,
 	bktProgMonth, bktAirings, bktAirSM, bktAirST, bktAirDue, bktAirProg,
-	bktAsRun, bktAsRunDev, bktOps,
+	bktAsRun, bktAsRunDev, bktAsRunSeq, bktOps,
 }
 
 // Store is the bbolt file and the blobs directory. Its methods are safe for
@@ -132,9 +142,18 @@ type Store struct {
 	closeOnce  sync.Once
 	closeErr   error
 
+	// The writer's state between transactions, guarded by wmu (held by
+	// commit and checkpoint): the device seq states (seqstate.go) and a
+	// cache of what it read (writerCache), which every other write
+	// transaction invalidates by moving gen.
+	wmu    sync.Mutex
+	seqs   seqStates
+	wcache writerCache
+	gen    atomic.Uint64
+
 	stats struct {
-		events, duplicates, rejected, commits atomic.Uint64
-		commitNanos, applyNanos               atomic.Int64
+		events, duplicates, rejected, commits, checkpoints atomic.Uint64
+		commitNanos, applyNanos                            atomic.Int64
 	}
 }
 
@@ -155,9 +174,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		// matters once the file is large and fragmented by airing updates.
 		FreelistType: bolt.FreelistMapType,
 		// Not writing the freelist on every commit saves pages on each of
-		// the many small group commits. The price is a scan of the file at
-		// Open to rebuild it, about a second per GB, paid once per start.
-		// Durability of the data is unaffected.
+		// the many small group commits (a synced freelist is rewritten
+		// whole by every commit, and grows with the file). It is safe
+		// because the freelist is only derived data: at Open bbolt rebuilds
+		// it by walking every page reachable from the committed meta page,
+		// and what is unreachable is free, so a crash at any point can
+		// neither leak a page nor hand out one still in use. The price is
+		// that walk, about a second per GB, once per start. Unlike NoSync
+		// (never: a commit must be on disk before its callers are
+		// answered), durability of the data is unaffected.
 		NoFreelistSync: true,
 	})
 	if err != nil {
@@ -172,9 +197,17 @@ func Open(dir string, opts Options) (*Store, error) {
 		writerDone: make(chan struct{}),
 	}
 	s.reqPool.New = func() any { return &request{reply: make(chan result, 1)} }
+	s.seqs.pub = map[string]DeviceSeqState{}
 	if err := s.initSchema(path); err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	// The device seq states of the entries logged after the last
+	// checkpoint (after a crash) are replayed from the log now, so that
+	// DeviceSeq is right from the start.
+	if err := db.View(s.seqs.load); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: device seq states: %w", path, err)
 	}
 	// A backup's spool file outlives a crash during the backup; nothing
 	// else reads it.
@@ -207,7 +240,16 @@ func (s *Store) initSchema(path string) error {
 		if n > SchemaVersion {
 			return fmt.Errorf("open %s: %w: the file has schema version %d, this loaxad understands up to %d; run a newer loaxad or restore a backup", path, ErrSchema, n, SchemaVersion)
 		}
-		// Migrations from n < SchemaVersion go here when there is a version 2.
+		if n < 2 {
+			moved, err := migrateSeqStates(tx)
+			if err != nil {
+				return fmt.Errorf("open %s: upgrade schema %d to 2: %w", path, n, err)
+			}
+			s.log.Info("upgraded the file's schema", "from", n, "to", 2, "device_seq_states", moved)
+		}
+		if n < SchemaVersion {
+			return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
+		}
 		return nil
 	})
 }
@@ -238,6 +280,7 @@ type Stats struct {
 	Duplicates     uint64        // events whose (device, seq) was already logged
 	Commits        uint64        // group-commit transactions
 	Rejected       uint64        // events refused (unknown airing, wrong station…)
+	Checkpoints    uint64        // checkpoints of the device seq states
 	CommitTime     time.Duration // total time spent in group-commit transactions, fsync included
 	ApplyTime      time.Duration // of which applying the requests, before bbolt's commit
 }
@@ -249,6 +292,7 @@ func (s *Store) Stats() Stats {
 		Duplicates:     s.stats.duplicates.Load(),
 		Commits:        s.stats.commits.Load(),
 		Rejected:       s.stats.rejected.Load(),
+		Checkpoints:    s.stats.checkpoints.Load(),
 		CommitTime:     time.Duration(s.stats.commitNanos.Load()),
 		ApplyTime:      time.Duration(s.stats.applyNanos.Load()),
 	}
@@ -267,6 +311,9 @@ func (s *Store) update(ctx context.Context, op *broadcast.OpEntry, fn func(tx *b
 	}
 	var logged broadcast.OpEntry
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		// The writer's cache may not hold what this changes, whether or
+		// not it commits.
+		s.gen.Add(1)
 		if err := fn(tx); err != nil {
 			return err
 		}

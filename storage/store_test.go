@@ -63,7 +63,7 @@ func TestSchemaVersion(t *testing.T) {
 	if !errors.Is(err, ErrSchema) {
 		t.Fatalf("Open of a newer schema: %v, want ErrSchema", err)
 	}
-	if !strings.Contains(err.Error(), "schema version 2") {
+	if !strings.Contains(err.Error(), fmt.Sprintf("schema version %d", SchemaVersion+1)) {
 		t.Errorf("error does not name the version: %v", err)
 	}
 
@@ -71,7 +71,7 @@ func TestSchemaVersion(t *testing.T) {
 	db, err = bolt.Open(filepath.Join(dir, DBFile), 0o600, &bolt.Options{Timeout: time.Second})
 	must(t, err)
 	must(t, db.View(func(tx *bolt.Tx) error {
-		if v := string(tx.Bucket(bktMeta).Get([]byte("schema"))); v != "2" {
+		if v := string(tx.Bucket(bktMeta).Get([]byte("schema"))); v != fmt.Sprint(SchemaVersion+1) {
 			t.Errorf("schema became %q", v)
 		}
 		return nil

@@ -192,6 +192,14 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}
 	// The hub starts after the scheduler exists: its OnOnline calls it.
 	d.goRun("devices hub", d.hub.Run, ctx)
+	// Devices reconnecting after a restart re-send their outboxes at once;
+	// what reaches the broker before the hub has subscribed waits for the
+	// devices' next periodic re-send. Waiting here for the subscription
+	// (bounded: an external broker may be down, and the hub keeps trying)
+	// keeps that window to the moment between the broker's start and now.
+	for deadline := time.Now().Add(5 * time.Second); !d.hub.Connected() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	d.goRun("scheduler", d.sched.Run, ctx)
 
 	d.chores = scheduler.NewHousekeeping(loc, log.With("component", "housekeeping"))
@@ -201,6 +209,11 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 			log.Warn("storage check found problems", "missing_blobs", rep.MissingBlobs, "orphan_blobs", len(rep.OrphanBlobs))
 		}
 		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := d.chores.Add(ctx, "snapshot refresh", "41 4 * * *", func(context.Context) error {
+		return d.sched.RefreshAll()
 	}); err != nil {
 		return nil, err
 	}

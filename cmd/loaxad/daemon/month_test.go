@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -122,8 +125,15 @@ func (m *month) restartDaemon(crash bool) {
 	m.wg.Wait()
 	m.running = map[string]context.CancelFunc{}
 	if crash {
+		// What a SIGKILL leaves is what bbolt had committed: the store's hot
+		// backup is exactly that. (Copying the live file byte by byte is not:
+		// a commit in the middle of the copy tears it.)
 		dir := m.t.TempDir()
-		copyTree(m.t, m.cfg.DataDir, dir)
+		var tarball bytes.Buffer
+		if err := m.d.Store().Backup(m.ctx, &tarball); err != nil {
+			m.t.Fatal(err)
+		}
+		untar(m.t, &tarball, dir)
 		m.d.Close()
 		m.cfg.DataDir = dir
 	} else if err := m.d.Close(); err != nil {
@@ -135,31 +145,30 @@ func (m *month) restartDaemon(crash bool) {
 	}
 }
 
-func copyTree(t *testing.T, from, to string) {
-	err := filepath.Walk(from, func(p string, fi os.FileInfo, err error) error {
+func untar(t *testing.T, r io.Reader, dir string) {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		rel, _ := filepath.Rel(from, p)
-		dst := filepath.Join(to, rel)
-		if fi.IsDir() {
-			return os.MkdirAll(dst, 0o755)
+		dst := filepath.Join(dir, filepath.FromSlash(h.Name))
+		if h.Typeflag == tar.TypeDir {
+			continue
 		}
-		in, err := os.Open(p)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(tr)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		defer in.Close()
-		out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, fi.Mode())
-		if err != nil {
-			return err
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
 		}
-		defer out.Close()
-		_, err = io.Copy(out, in)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -287,13 +296,36 @@ func (m *month) report() map[string]complianceRow {
 	return out
 }
 
+// settle waits until the daemon's loop has judged every airing whose
+// not_after + grace has passed: it works after each move of the clock, at
+// its own pace.
+func (m *month) settle() {
+	m.t.Helper()
+	m.await("the loop to judge every airing past not_after + grace", func() bool {
+		for _, st := range []string{onStation, lateStation, neverStation} {
+			for _, a := range m.airings(st) {
+				if !a.Status.Final() && a.NotAfter.Add(m.policy.Grace).Before(m.clock.Now()) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
 // plan is the month's airings of the three stations as a comparable text:
 // what a restart must leave exactly as it was.
 func (m *month) plan() string {
 	var lines []string
 	for _, st := range []string{onStation, lateStation, neverStation} {
 		for _, a := range m.airings(st) {
-			lines = append(lines, fmt.Sprintf("%s %s %s %s %s %s", a.ID, a.Station, a.Kind, a.Start.UTC().Format(time.RFC3339), a.Status, a.Replaces))
+			// planned and sent differ only by whether the loop has yet
+			// published them, which a restart redoes at its own pace.
+			status := a.Status
+			if status == broadcast.StatusSent {
+				status = broadcast.StatusPlanned
+			}
+			lines = append(lines, fmt.Sprintf("%s %s %s %s %s %s", a.ID, a.Station, a.Kind, a.Start.UTC().Format(time.RFC3339), status, a.Replaces))
 		}
 	}
 	sort.Strings(lines)
@@ -374,11 +406,13 @@ func TestRestartMidMonth(t *testing.T) {
 			m := newMonth(t)
 			m.startAgent(onStation)
 			m.run(time.Date(2026, 12, 15, 12, 0, 0, 0, ict), time.Time{}, nil)
+			m.settle()
 			before := m.plan()
 			m.restartDaemon(crash)
 			// The restarted loop re-judges two months back: nothing may be
 			// planned twice or judged again.
 			m.advanceTo(m.clock.Now().Add(time.Hour))
+			m.settle()
 			if after := m.plan(); after != before {
 				t.Fatalf("the plan changed across the restart:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
