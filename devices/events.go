@@ -22,8 +22,9 @@ func (h *Hub) handleEvent(ctx context.Context, in inbound) {
 	var pe *broadcast.ProtocolError
 	switch {
 	case errors.As(err, &pe):
-		h.m.eventsRejected.WithLabelValues(pe.Reason).Inc()
+		// Log, then count: whoever sees the counter move finds the line.
 		h.log.Warn("event rejected", "device", in.device, "reason", pe.Reason, "err", pe.Msg)
+		h.m.eventsRejected.WithLabelValues(pe.Reason).Inc()
 		// Final: the same bytes delivered again would be refused again.
 		in.ack()
 	case err != nil:

@@ -84,8 +84,8 @@ func (h *Hub) handleStatus(in inbound) {
 	var pe *broadcast.ProtocolError
 	switch {
 	case errors.As(err, &pe):
-		h.m.statusesRejected.WithLabelValues(pe.Reason).Inc()
 		h.log.Warn("status rejected", "device", in.device, "reason", pe.Reason, "err", pe.Msg)
+		h.m.statusesRejected.WithLabelValues(pe.Reason).Inc()
 		return
 	case err != nil:
 		h.log.Error("status not applied", "device", in.device, "err", err)
