@@ -7,7 +7,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/broadcast/audio/audiotest"
 	"github.com/loaxa/loaxa/storage"
 )
 
@@ -162,7 +162,7 @@ func prepareStore(ctx context.Context, dir, unitsCSV string, n int, runKey []byt
 	// the snapshots (sha256, size, duration) are those of a stored blob.
 	var audios [programmesPerProvince]broadcast.Audio
 	for k := range audios {
-		w := wav(2*time.Second, k+1)
+		w := audiotest.Tone(2*time.Second, 16+k) // its own sha256 per programme
 		sha, size, err := s.PutBlob(bytes.NewReader(w))
 		if err != nil {
 			return nil, err
@@ -256,36 +256,6 @@ func location(st broadcast.Station) *time.Location {
 		return loc
 	}
 	return time.FixedZone("ICT", 7*3600)
-}
-
-// wav is a mono 8 kHz PCM WAV of length d, a square wave whose period
-// depends on tone, so that each programme's audio has its own sha256.
-func wav(d time.Duration, tone int) []byte {
-	const rate = 8000
-	n := int(d.Seconds() * rate)
-	var b bytes.Buffer
-	w := func(v any) { _ = binary.Write(&b, binary.LittleEndian, v) }
-	b.WriteString("RIFF")
-	w(uint32(36 + 2*n))
-	b.WriteString("WAVEfmt ")
-	w(uint32(16))
-	w(uint16(1))        // PCM
-	w(uint16(1))        // mono
-	w(uint32(rate))     // sample rate
-	w(uint32(rate * 2)) // byte rate
-	w(uint16(2))        // block align
-	w(uint16(16))       // bits per sample
-	b.WriteString("data")
-	w(uint32(2 * n))
-	half := 8 * tone
-	for i := range n {
-		v := int16(4096)
-		if (i/half)%2 == 1 {
-			v = -v
-		}
-		w(v)
-	}
-	return b.Bytes()
 }
 
 var eventCycle = [...]broadcast.EventType{broadcast.EventReceived, broadcast.EventReady, broadcast.EventStarted, broadcast.EventFinished}

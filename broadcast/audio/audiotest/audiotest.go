@@ -10,7 +10,12 @@ import (
 
 // WAV returns a mono 16-bit PCM WAV at 8 kHz of length d: a saw tone that
 // the daemon's format probe accepts and measures exactly.
-func WAV(d time.Duration) []byte {
+func WAV(d time.Duration) []byte { return Tone(d, 64) }
+
+// Tone is WAV with a saw of the given period in samples (at least 2), so
+// that programmes of a test or a benchmark can each have their own sha256.
+func Tone(d time.Duration, period int) []byte {
+	period = max(period, 2)
 	const rate = 8000
 	n := int(d.Seconds() * rate)
 	var b bytes.Buffer
@@ -30,7 +35,7 @@ func WAV(d time.Duration) []byte {
 	w(uint32(2 * n))
 	samples := make([]int16, n)
 	for i := range samples {
-		samples[i] = int16((i % 64) * 256)
+		samples[i] = int16((i % period) * (16384 / period))
 	}
 	w(samples)
 	return b.Bytes()
