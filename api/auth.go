@@ -56,6 +56,24 @@ func scope(tok broadcast.Token, path, what string) error {
 	return nil
 }
 
+// unitParam is the unit a request names in its unit= parameter, checked
+// against the token's scope; without one, the token's own unit ("" code and
+// path for an unscoped token).
+func (s *Server) unitParam(r *http.Request, tok broadcast.Token) (code, path string, err error) {
+	code = r.URL.Query().Get("unit")
+	if code == "" {
+		return tok.Unit, tok.UnitPath, nil
+	}
+	u, err := s.opts.Store.Unit(code)
+	if err != nil {
+		return "", "", err
+	}
+	if err := scope(tok, u.Path, "unit "+code); err != nil {
+		return "", "", err
+	}
+	return u.Code, u.Path, nil
+}
+
 // actor names who did something in the operations log.
 func actor(tok broadcast.Token) string { return tok.ID + " " + tok.Name }
 

@@ -233,17 +233,10 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 		names[code] = ref
 		return ref, nil
 	}
-	unit, path := tok.Unit, tok.UnitPath
-	if code := q.Get("unit"); code != "" {
-		u, err := s.opts.Store.Unit(code)
-		if err == nil {
-			err = scope(tok, u.Path, "unit "+code)
-		}
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		unit, path = u.Code, u.Path
+	unit, path, err := s.unitParam(r, tok)
+	if err != nil {
+		s.error(w, r, err)
+		return
 	}
 	stations, err := s.opts.Store.Stations(path)
 	if err != nil {

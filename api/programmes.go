@@ -214,22 +214,13 @@ func programmeView(p broadcast.Programme) programmeJSON {
 
 func (s *Server) listProgrammes(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	q := r.URL.Query()
-	path := tok.UnitPath
-	if code := q.Get("unit"); code != "" {
-		u, err := s.opts.Store.Unit(code)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		if err := scope(tok, u.Path, "unit "+code); err != nil {
-			s.error(w, r, err)
-			return
-		}
-		path = u.Path
+	_, path, err := s.unitParam(r, tok)
+	if err != nil {
+		s.error(w, r, err)
+		return
 	}
 	var month broadcast.Month
 	if m := q.Get("month"); m != "" {
-		var err error
 		if month, err = broadcast.ParseMonth(m); err != nil {
 			s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "month", "%v", err))
 			return

@@ -121,18 +121,10 @@ type stationView struct {
 }
 
 func (s *Server) listStations(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
-	path := tok.UnitPath
-	if code := r.URL.Query().Get("unit"); code != "" {
-		u, err := s.opts.Store.Unit(code)
-		if err != nil {
-			s.error(w, r, err)
-			return
-		}
-		if err := scope(tok, u.Path, "unit "+code); err != nil {
-			s.error(w, r, err)
-			return
-		}
-		path = u.Path
+	_, path, err := s.unitParam(r, tok)
+	if err != nil {
+		s.error(w, r, err)
+		return
 	}
 	stations, err := s.opts.Store.Stations(path)
 	if err != nil {
