@@ -11,7 +11,7 @@ import (
 
 func (s *Server) location(st broadcast.Station) *time.Location {
 	if st.Timezone != "" {
-		if loc, err := time.LoadLocation(st.Timezone); err == nil {
+		if loc, err := broadcast.Zone(st.Timezone); err == nil {
 			return loc
 		}
 	}

@@ -47,7 +47,7 @@ type Store interface {
 	UpdateAiring(ctx context.Context, id string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) (*broadcast.Airing, error)
 	QueryAirings(f broadcast.AiringFilter) ([]*broadcast.Airing, error)
 	StationAirings(station string, from, to time.Time) ([]*broadcast.Airing, error)
-	StationMonthAirings(station string, month broadcast.Month) ([]*broadcast.Airing, error)
+	StationMonths(stations []string, months []broadcast.Month, fn func(station string, month broadcast.Month, summaries []broadcast.AiringSummary, enabledDevices int) error) error
 	ProgrammeAirings(programme string) ([]*broadcast.Airing, error)
 
 	AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error

@@ -41,25 +41,25 @@ type AiringRef struct {
 	Status  broadcast.Status `json:"status"`
 	Reason  string           `json:"reason,omitempty"`
 	Entries []uint64         `json:"entries,omitempty"` // as-run sequence numbers
+	// Causes are what the devices reported about an airing that did not
+	// air; the airing's own Reason says only what the scheduler decided.
+	// The report lists them with its exceptions.
+	Causes []Cause `json:"-"`
 }
 
-// Judge computes a station's month from its airings. monthEnd is the first
-// instant after the month in the station's time zone; enabledDevices is the
-// station's current count of enabled devices.
-func Judge(st broadcast.Station, month broadcast.Month, monthEnd time.Time, airings []*broadcast.Airing, enabledDevices int, now time.Time, p broadcast.Policy) StationMonth {
-	row := StationMonth{Station: st.ID, Name: st.Name, Unit: st.Unit, Month: month, Required: p.Required(), Devices: enabledDevices, Airings: []AiringRef{}}
+// Judge computes a station's month from the summaries of its airings in
+// that month (storage keeps them up to date as events are logged). monthEnd
+// is the first instant after the month in the station's time zone;
+// enabledDevices is the station's current count of enabled devices.
+func Judge(st broadcast.Station, month broadcast.Month, monthEnd time.Time, airings []broadcast.AiringSummary, enabledDevices int, now time.Time, p broadcast.Policy) StationMonth {
+	row := StationMonth{Station: st.ID, Name: st.Name, Unit: st.Unit, Month: month, Required: p.Required(), Devices: enabledDevices, Airings: make([]AiringRef, 0, len(airings))}
 	var coverage float64
-	for _, a := range airings {
-		if a.Month != month || a.Kind == broadcast.KindEmergency {
+	for i := range airings {
+		a := &airings[i]
+		if a.Kind == broadcast.KindEmergency {
 			continue
 		}
-		ref := AiringRef{ID: a.ID, Kind: a.Kind, Start: a.Start, Status: a.Status, Reason: a.Reason}
-		for _, d := range a.Devices {
-			for _, e := range d.Events {
-				ref.Entries = append(ref.Entries, e.Entry)
-			}
-		}
-		row.Airings = append(row.Airings, ref)
+		row.Airings = append(row.Airings, AiringRef{ID: a.ID, Kind: a.Kind, Start: a.Start, Status: a.Status, Reason: a.Reason, Entries: a.Entries, Causes: a.Causes})
 		switch {
 		case a.Status == broadcast.StatusAired:
 			row.Aired++

@@ -39,7 +39,11 @@ func TestJudgeStationMonth(t *testing.T) {
 		"nothing planned":     {nil, mid, AtRisk, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
-			row := Judge(st, "2026-12", monthEnd, tc.airings, 1, tc.now, p)
+			var sums []broadcast.AiringSummary
+			for _, a := range tc.airings {
+				sums = append(sums, a.Summary())
+			}
+			row := Judge(st, "2026-12", monthEnd, sums, 1, tc.now, p)
 			if row.Status != tc.want || row.Aired != tc.aired || row.Required != 4 {
 				t.Fatalf("row = %+v, want %s with %d aired of 4", row, tc.want, tc.aired)
 			}

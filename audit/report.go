@@ -19,10 +19,7 @@ type UnitRef struct {
 
 // Cause is what the devices of a station reported about an airing that did
 // not air: a reason code of the device protocol and how many devices gave it.
-type Cause struct {
-	Reason  string `json:"reason"`
-	Devices int    `json:"devices"`
-}
+type Cause = broadcast.Cause
 
 // ReportSpec is what a report needs beyond its rows: names from the unit
 // tree, and when and where it was made. The API fills it from storage, so
@@ -45,9 +42,6 @@ type ReportSpec struct {
 	// falls in: its district, or its province since communes hang from
 	// provinces directly. A station with no entry falls in Unit's table.
 	Parents map[string]UnitRef
-	// Causes maps an airing id to what its devices reported; the airing's
-	// own reason (AiringRef.Reason) says only what the scheduler decided.
-	Causes map[string][]Cause
 }
 
 // Report is a compliance report: the rows of Judge, grouped by unit and
@@ -171,7 +165,7 @@ func NewReport(spec ReportSpec, rows []StationMonth) Report {
 						continue
 					}
 					ex = append(ex, Exception{Unit: t.Unit, Station: sp.Station, Name: sp.Name, Month: m.Month,
-						Airing: a.ID, Kind: a.Kind, Start: a.Start, Status: a.Status, Reason: a.Reason, Causes: spec.Causes[a.ID]})
+						Airing: a.ID, Kind: a.Kind, Start: a.Start, Status: a.Status, Reason: a.Reason, Causes: a.Causes})
 				}
 			}
 			// Tables are already in order; within a station the evidence

@@ -58,6 +58,7 @@ func reportFixture() Report {
 			Airings: append(four("a14812", [4]broadcast.Status{aired, aired, aired, aired}, [4]string{}),
 				ref("a14812-5", broadcast.KindReplay, 29, cancelled, "cancelled by Nguyễn Thị Lan"))},
 	}
+	rows[1].Airings[1].Causes = []Cause{{Reason: "power", Devices: 2}, {Reason: "download_failed", Devices: 1}}
 	return NewReport(ReportSpec{
 		Period:      broadcast.Period{Name: "2026-12", Months: []broadcast.Month{"2026-12"}},
 		Unit:        UnitRef{Code: "38", Name: "Tỉnh Thanh Hóa"},
@@ -67,7 +68,6 @@ func reportFixture() Report {
 			"14755": {"380", "Thành phố Thanh Hóa"}, "14758": {"380", "Thành phố Thanh Hóa"}, "16381": {"380", "Thành phố Thanh Hóa"},
 			"14809": {"381", "Thị xã Bỉm Sơn"}, "14812": {"381", "Thị xã Bỉm Sơn"},
 		},
-		Causes: map[string][]Cause{"a14758-2": {{Reason: "power", Devices: 2}, {Reason: "download_failed", Devices: 1}}},
 	}, rows)
 }
 
@@ -491,7 +491,7 @@ func TestReasonTexts(t *testing.T) {
 	if got := ReasonText("reason_from_the_future", LangVI); got != "reason_from_the_future" {
 		t.Errorf("an unknown code is hidden: %q", got)
 	}
-	e := Exception{Status: broadcast.StatusFailed, Causes: []Cause{{"power", 1}}}
+	e := Exception{Status: broadcast.StatusFailed, Causes: []Cause{{Reason: "power", Devices: 1}}}
 	if got := ExceptionText(e, LangEN); got != "Too few devices aired it: Power was lost during the play (1 device)" {
 		t.Errorf("exception text %q", got)
 	}

@@ -104,7 +104,7 @@ func (h *harness) programme(tb testing.TB, unit string, month broadcast.Month) b
 
 func (h *harness) judge(tb testing.TB, station string, month broadcast.Month) audit.StationMonth {
 	st, _ := h.store.Station(station)
-	airings, err := h.store.StationMonthAirings(station, month)
+	airings, err := h.store.StationMonthSummaries(station, month)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -23,7 +23,8 @@ import (
 //
 //	airings  id → start8                           the record is at start8 id in air_due
 //	air_due  start8 id → record                    what is due, across all stations
-//	air_sm   station \0 month \0 start8 id → nil   a station's month, in start order
+//	air_sm   station \0 month \0 start8 id → sum   a station's month, in start order,
+//	                                               with each airing's summary (summary.go)
 //	air_st   station \0 start8 id → nil            a station's schedule for a time window
 //	air_prog programme \0 id → start8              a programme's airings
 //
@@ -42,7 +43,7 @@ func airingIndexes(a *broadcast.Airing) []airingIndex {
 	id := []byte(a.ID)
 	ix := []airingIndex{
 		{bktAirings, id, start},
-		{bktAirSM, slices.Concat(key(a.Station, string(a.Month), ""), start, id), nil},
+		{bktAirSM, summaryKey(a), encodeSummary(a.Summary())},
 		{bktAirST, slices.Concat(key(a.Station, ""), start, id), nil},
 	}
 	if a.Programme != "" {

@@ -452,9 +452,13 @@ func (w *batchTx) flush() error {
 	})
 	for _, id := range ids {
 		// Events change status and devices, never Start or the indexed
-		// fields, so the record stays where it is.
+		// fields, so the record stays where it is; of its index entries,
+		// only the summary changes.
 		if err := w.due.Put(w.keys[id], encodeAiring(w.airings[id])); err != nil {
 			return fmt.Errorf("store airing %s: %w", id, err)
+		}
+		if err := putSummary(w.tx.Bucket(bktAirSM), w.airings[id]); err != nil {
+			return err
 		}
 	}
 	return nil

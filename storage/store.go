@@ -84,7 +84,8 @@ var ErrClosed = errors.New("store is closed")
 //  1. the first layout
 //  2. device seq states moved from asrun_dev to asrun_seq; asrun_dev is
 //     written every seqPending events of a device (seqstate.go)
-const SchemaVersion = 2
+//  3. air_sm entries carry the airing's summary for compliance (summary.go)
+const SchemaVersion = 3
 
 // DBFile is the name of the bbolt file inside the store's directory.
 const DBFile = "loaxa.db"
@@ -105,7 +106,7 @@ var (
 	bktProgMonth   = []byte("prog_month")   // month \0 id → nil
 	bktAirings     = []byte("airings")      // id → start8 (airings.go)
 	bktAirDue      = []byte("air_due")      // start8 id → binary Airing
-	bktAirSM       = []byte("air_sm")       // station \0 month \0 start8 id → nil
+	bktAirSM       = []byte("air_sm")       // station \0 month \0 start8 id → airing summary
 	bktAirST       = []byte("air_st")       // station \0 start8 id → nil
 	bktAirProg     = []byte("air_prog")     // programme \0 id → start8
 	bktAsRun       = []byte("asrun")        // seq8 → binary AsRunEntry
@@ -246,6 +247,13 @@ func (s *Store) initSchema(path string) error {
 				return fmt.Errorf("open %s: upgrade schema %d to 2: %w", path, n, err)
 			}
 			s.log.Info("upgraded the file's schema", "from", n, "to", 2, "device_seq_states", moved)
+		}
+		if n < 3 {
+			summed, err := migrateSummaries(tx)
+			if err != nil {
+				return fmt.Errorf("open %s: upgrade schema %d to 3: %w", path, max(n, 2), err)
+			}
+			s.log.Info("upgraded the file's schema", "from", max(n, 2), "to", 3, "airing_summaries", summed)
 		}
 		if n < SchemaVersion {
 			return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
