@@ -130,7 +130,7 @@ func (s *Server) moveAiring(w http.ResponseWriter, r *http.Request, tok broadcas
 		}
 	}
 	detail, _ := json.Marshal(map[string]string{"from": a.Start.Format(time.RFC3339), "to": start.Format(time.RFC3339)})
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "airing.move", Subject: a.ID, Detail: detail}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "airing.move", Subject: a.ID, Detail: detail, Unit: st.Path}
 	a, err = s.opts.Store.UpdateAiring(r.Context(), a.ID, func(a *broadcast.Airing) error {
 		if err := editable(a, now, p); err != nil {
 			return err
@@ -158,12 +158,12 @@ func editable(a *broadcast.Airing, now time.Time, p broadcast.Policy) error {
 }
 
 func (s *Server) cancelAiring(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
-	a, _, ok := s.airing(w, r, tok)
+	a, st, ok := s.airing(w, r, tok)
 	if !ok {
 		return
 	}
 	now := s.opts.Now()
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "airing.cancel", Subject: a.ID}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "airing.cancel", Subject: a.ID, Unit: st.Path}
 	a, err := s.opts.Store.UpdateAiring(r.Context(), a.ID, func(a *broadcast.Airing) error {
 		// An explicit cancel is allowed inside the freeze window: that is
 		// what the window's "unless an operator cancels it" means.

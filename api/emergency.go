@@ -47,7 +47,7 @@ func (s *Server) emergency(w http.ResponseWriter, r *http.Request, tok broadcast
 		Status: broadcast.ProgrammeApproved, UploadedBy: tok.ID, ApprovedBy: tok.ID, CreatedAt: now, ApprovedAt: now,
 	}
 	detail, _ := json.Marshal(map[string]any{"unit": p.Unit, "title": p.Title, "sha256": a.SHA256, "duration_ms": a.DurationMS})
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "emergency.broadcast", Subject: p.ID, Detail: detail}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "emergency.broadcast", Subject: p.ID, Detail: detail, Unit: p.UnitPath}
 	if err := s.opts.Store.CreateProgramme(r.Context(), p, op); err != nil {
 		s.error(w, r, err)
 		return

@@ -321,6 +321,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, tok broadcast.To
 	writeJSON(w, http.StatusOK, res)
 }
 
+// oplog answers GET /api/v1/oplog: who did what, within the token's units.
 func (s *Server) oplog(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	q := r.URL.Query()
 	var from, to time.Time
@@ -339,6 +340,11 @@ func (s *Server) oplog(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 	}
 	out := []broadcast.OpEntry{}
 	err := s.opts.Store.Ops(0, func(o broadcast.OpEntry) error {
+		// A scoped token reads the changes of its units only: what belongs
+		// to the whole tree, or to no known unit, is the whole tree's.
+		if tok.UnitPath != "" && (o.Unit == "" || !tok.Covers(o.Unit)) {
+			return nil
+		}
 		if (from.IsZero() || !o.At.Before(from)) && (to.IsZero() || o.At.Before(to)) {
 			out = append(out, o)
 		}

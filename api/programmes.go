@@ -190,7 +190,7 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 		Status: broadcast.ProgrammeDraft, UploadedBy: tok.ID, CreatedAt: now,
 	}
 	detail, _ := json.Marshal(map[string]any{"unit": p.Unit, "month": p.Month, "title": p.Title, "sha256": a.SHA256, "duration_ms": a.DurationMS})
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.upload", Subject: p.ID, Detail: detail}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.upload", Subject: p.ID, Detail: detail, Unit: p.UnitPath}
 	if err := s.opts.Store.CreateProgramme(r.Context(), p, op); err != nil {
 		s.error(w, r, err)
 		return
@@ -267,7 +267,7 @@ func (s *Server) approveProgramme(w http.ResponseWriter, r *http.Request, tok br
 		return
 	}
 	now := s.opts.Now()
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.approve", Subject: p.ID}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.approve", Subject: p.ID, Unit: p.UnitPath}
 	p, err := s.opts.Store.UpdateProgramme(r.Context(), p.ID, func(p *broadcast.Programme) error {
 		switch {
 		case p.Status != broadcast.ProgrammeDraft:
@@ -299,7 +299,7 @@ func (s *Server) withdrawProgramme(w http.ResponseWriter, r *http.Request, tok b
 		return
 	}
 	now := s.opts.Now()
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.withdraw", Subject: p.ID}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.withdraw", Subject: p.ID, Unit: p.UnitPath}
 	p, err := s.opts.Store.UpdateProgramme(r.Context(), p.ID, func(p *broadcast.Programme) error {
 		if p.Status == broadcast.ProgrammeWithdrawn {
 			return broadcast.Errorf(broadcast.EConflict, "programme %s is already withdrawn", p.ID)

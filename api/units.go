@@ -56,7 +56,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, by broadcas
 	secret := broadcast.NewTokenSecret()
 	tok := broadcast.Token{ID: broadcast.NewID(now), Name: req.Name, Role: req.Role, Unit: req.Unit, UnitPath: path, Hash: broadcast.HashToken(secret), CreatedAt: now, CreatedBy: by.ID}
 	detail, _ := json.Marshal(map[string]string{"name": req.Name, "role": string(req.Role), "unit": req.Unit})
-	op := &broadcast.OpEntry{At: now, Actor: actor(by), Action: "token.create", Subject: tok.ID, Detail: detail}
+	op := &broadcast.OpEntry{At: now, Actor: actor(by), Action: "token.create", Subject: tok.ID, Detail: detail, Unit: tok.UnitPath}
 	if err := s.opts.Store.PutToken(r.Context(), tok, op); err != nil {
 		s.error(w, r, err)
 		return
@@ -200,7 +200,7 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, tok broadcast
 	secret := broadcast.NewSecret()
 	d.SecretHash = broadcast.HashSecret(secret)
 	detail, _ := json.Marshal(map[string]any{"station": st.ID, "signed": len(d.PublicKey) > 0})
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "device.add", Subject: d.ID, Detail: detail}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "device.add", Subject: d.ID, Detail: detail, Unit: st.Path}
 	if err := s.opts.Store.AddDevice(r.Context(), d, op); err != nil {
 		s.error(w, r, err)
 		return
@@ -225,7 +225,7 @@ func (s *Server) disableDevice(w http.ResponseWriter, r *http.Request, tok broad
 		return
 	}
 	now := s.opts.Now()
-	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "device.disable", Subject: d.ID}
+	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "device.disable", Subject: d.ID, Unit: st.Path}
 	if err := s.opts.Store.DisableDevice(r.Context(), d.ID, now, op); err != nil {
 		s.error(w, r, err)
 		return

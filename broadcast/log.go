@@ -63,12 +63,23 @@ type OpEntry struct {
 	Action   string    `json:"action"` // programme.upload, programme.approve, airing.move, token.create…
 	Subject  string    `json:"subject"`
 	Detail   []byte    `json:"detail,omitempty"` // JSON, exact bytes as hashed
-	PrevHash Hash      `json:"prev_hash"`
+	// Unit is the path of the unit the change belongs to ("38/380/14755"),
+	// so that an auditor of a district reads the district's changes only;
+	// "" for what belongs to the whole tree (a unit import, a seal) and for
+	// entries older than the field.
+	Unit     string `json:"unit,omitempty"`
+	PrevHash Hash   `json:"prev_hash"`
 	Hash     Hash      `json:"hash"`
 }
 
 // ChainHash is the hash of an operations log entry.
 func (o *OpEntry) ChainHash() Hash {
+	// Unit is hashed only when set, so that the entries written before it
+	// existed keep their hashes; the length prefixes keep an entry with a
+	// unit apart from every entry without one.
+	if o.Unit != "" {
+		return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail, []byte(o.Unit))
+	}
 	return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail)
 }
 

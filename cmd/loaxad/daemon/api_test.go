@@ -173,6 +173,33 @@ func TestMoveAiringRules(t *testing.T) {
 	if actions["programme.upload"] != 1 || actions["programme.approve"] != 1 || actions["airing.move"] != 1 || actions["airing.cancel"] != 1 {
 		t.Errorf("operations log: %v", actions)
 	}
+	for _, o := range ops.Entries {
+		if !strings.HasPrefix(o.Unit, "38/380") {
+			t.Errorf("district 380's auditor reads %s %s of unit %q", o.Action, o.Subject, o.Unit)
+		}
+	}
+	// Another district's auditor reads none of it; the admin reads all, the
+	// unit import of the whole tree too.
+	var other struct{ Token string }
+	f.c.json("POST", "/api/v1/tokens", f.admin, map[string]string{"name": "Phòng VH 381", "role": "auditor", "unit": "381"}, &other, 201)
+	var theirs, all struct{ Entries []broadcast.OpEntry }
+	f.c.json("GET", "/api/v1/oplog", other.Token, nil, &theirs, 200)
+	for _, o := range theirs.Entries {
+		if !strings.HasPrefix(o.Unit, "38/381") {
+			t.Errorf("district 381's auditor reads %s %s of unit %q", o.Action, o.Subject, o.Unit)
+		}
+	}
+	f.c.json("GET", "/api/v1/oplog", f.admin, nil, &all, 200)
+	seen := map[string]bool{}
+	for _, o := range all.Entries {
+		seen[o.Action] = true
+	}
+	if len(all.Entries) <= len(ops.Entries) || !seen["units.import"] || !seen["airing.move"] {
+		t.Errorf("the admin reads %d entries (%v), the 380 auditor %d", len(all.Entries), seen, len(ops.Entries))
+	}
+	if len(theirs.Entries) == 0 {
+		t.Error("the 381 auditor does not see the creation of a 381 token")
+	}
 }
 
 // Every metric the daemon registers follows Prometheus' naming rules, and

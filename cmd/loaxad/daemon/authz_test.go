@@ -203,7 +203,7 @@ func matrixRoutes() []mxRoute {
 			return mxReq{method: "POST", path: "/api/v1/audit/seal?period=" + m.unsealedMonth()}
 		}},
 		{route: "GET /api/v1/audit/seals", success: 200, who: mxReaders, note: "api/bundle.go: admin, auditor: every seal", req: get("/api/v1/audit/seals")},
-		{route: "GET /api/v1/oplog", success: 200, who: mxReaders, note: "the whole operations log, to a scoped auditor too", req: get("/api/v1/oplog")},
+		{route: "GET /api/v1/oplog", success: 200, who: mxReaders, note: "api/evidence.go: a scoped token reads the entries of its units only (api_test.go checks which)", req: get("/api/v1/oplog")},
 		{route: "GET /api/v1/backup", success: 200, who: mxAdmin, req: get("/api/v1/backup")},
 
 		{route: "GET /audio/{sha256}", unit: true, anyUnit: true, success: 200, who: mxAudio, note: "any device or token, whatever its unit", req: func(t *testing.T, m *matrix, side string) mxReq {
