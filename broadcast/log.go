@@ -57,19 +57,19 @@ func (e *AsRunEntry) ChainHash() Hash {
 
 // OpEntry is one change an operator made: who, when, what, to what.
 type OpEntry struct {
-	Seq      uint64    `json:"seq"`
-	At       time.Time `json:"at"`
-	Actor    string    `json:"actor"`  // token id and name, "system" for the daemon itself
-	Action   string    `json:"action"` // programme.upload, programme.approve, airing.move, token.create…
-	Subject  string    `json:"subject"`
-	Detail   []byte    `json:"detail,omitempty"` // JSON, exact bytes as hashed
+	Seq     uint64    `json:"seq"`
+	At      time.Time `json:"at"`
+	Actor   string    `json:"actor"`  // token id and name, "system" for the daemon itself
+	Action  string    `json:"action"` // programme.upload, programme.approve, airing.move, token.create…
+	Subject string    `json:"subject"`
+	Detail  []byte    `json:"detail,omitempty"` // JSON, exact bytes as hashed
 	// Unit is the path of the unit the change belongs to ("38/380/14755"),
 	// so that an auditor of a district reads the district's changes only;
 	// "" for what belongs to the whole tree (a unit import, a seal) and for
 	// entries older than the field.
 	Unit     string `json:"unit,omitempty"`
 	PrevHash Hash   `json:"prev_hash"`
-	Hash     Hash      `json:"hash"`
+	Hash     Hash   `json:"hash"`
 }
 
 // ChainHash is the hash of an operations log entry.
