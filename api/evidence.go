@@ -286,19 +286,30 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 		return
 	}
 	rep := audit.NewReport(spec, rows)
-	// Rendered in full before the status line, so that a failure is still
-	// an error answer rather than a truncated file.
-	var body bytes.Buffer
-	if err := audit.RenderReport(&body, rep, format, lang); err != nil {
-		s.error(w, r, err)
-		return
-	}
 	disposition := "attachment" // the documents are files to save and file
 	if format == audit.FormatJSON || format == audit.FormatHTML {
 		disposition = "inline"
 	}
 	w.Header().Set("Content-Type", audit.ReportContentType(format))
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`%s; filename="%s"`, disposition, audit.ReportFileName(rep, format, lang)))
+	if format == audit.FormatJSON || format == audit.FormatCSV {
+		// Streamed: everything that can fail has been read, and what is
+		// left is text written row by row (a national year's JSON is
+		// ~100 MiB, which a buffer would hold twice).
+		w.WriteHeader(http.StatusOK)
+		if err := audit.RenderReport(w, rep, format, lang); err != nil {
+			s.log.Debug("send compliance report", "err", err) // the client left
+		}
+		return
+	}
+	// The documents are rendered in full before the status line, so that a
+	// failure is still an error answer rather than a truncated file.
+	var body bytes.Buffer
+	if err := audit.RenderReport(&body, rep, format, lang); err != nil {
+		w.Header().Del("Content-Disposition")
+		s.error(w, r, err)
+		return
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(body.Len()))
 	w.WriteHeader(http.StatusOK)
 	if _, err := body.WriteTo(w); err != nil {

@@ -1,7 +1,10 @@
 package audit
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"time"
 )
@@ -88,7 +91,67 @@ func writeReportJSON(w io.Writer, r Report, t *texts) error {
 			Airing: e.Airing, Kind: string(e.Kind), Start: e.Start.In(loc).Format(time.RFC3339), Status: string(e.Status),
 			Reason: e.Reason, Causes: e.Causes, Text: ExceptionText(e, t.lang)})
 	}
-	enc := json.NewEncoder(w)
+	return streamJSON(w, out)
+}
+
+// streamJSON writes out as encoding/json would (no HTML escaping, one
+// line), one row at a time: a national year is 120,564 rows and ~100 MiB,
+// and encoding it whole held two growing copies of it in memory, whose
+// clearing alone was half the time.
+func streamJSON(w io.Writer, out reportJSON) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	return enc.Encode(out)
+	put := func(v any) error {
+		buf.Reset()
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		_, err := bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+		return err
+	}
+	rows, units, exceptions := out.Rows, out.Units, out.Exceptions
+	out.Rows, out.Units, out.Exceptions = nil, nil, nil
+	// The fields before rows, in their order, without the closing brace.
+	buf.Reset()
+	if err := enc.Encode(out); err != nil {
+		return err
+	}
+	head := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	cut := bytes.LastIndex(head, []byte(`,"rows":`))
+	if cut < 0 {
+		return fmt.Errorf("report JSON: no rows field in %.80s", head)
+	}
+	if _, err := bw.Write(head[:cut]); err != nil {
+		return err
+	}
+	if _, err := bw.WriteString(`,"rows":[`); err != nil {
+		return err
+	}
+	for i := range rows {
+		if i > 0 {
+			if err := bw.WriteByte(','); err != nil {
+				return err
+			}
+		}
+		if err := put(&rows[i]); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    any
+	}{{`],"units":`, units}, {`,"exceptions":`, exceptions}} {
+		if _, err := bw.WriteString(f.name); err != nil {
+			return err
+		}
+		if err := put(f.v); err != nil {
+			return err
+		}
+	}
+	if _, err := bw.WriteString("}\n"); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
