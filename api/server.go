@@ -149,6 +149,7 @@ func (s *Server) routes() {
 	s.handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics())
 
+	s.handle("GET /api/v1/me", s.auth(s.me, anyRole...))
 	s.handle("POST /api/v1/tokens", s.auth(s.createToken, broadcast.RoleAdmin))
 	s.handle("POST /api/v1/units/import", s.auth(s.importUnits, broadcast.RoleAdmin))
 	s.handle("GET /api/v1/units", s.auth(s.listUnits, anyRole...))

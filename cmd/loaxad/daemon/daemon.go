@@ -24,6 +24,7 @@ import (
 	"github.com/loaxa/loaxa/devices"
 	"github.com/loaxa/loaxa/scheduler"
 	"github.com/loaxa/loaxa/storage"
+	"github.com/loaxa/loaxa/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -240,8 +241,16 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Device statuses live in the hub's memory, not in storage; the web
+	// console is a client of the API and gets the same handler the network
+	// does, under the paths the API does not use.
+	api.ServeDeviceStates(srv, d.hub.Statuses, func(s devices.DeviceState) string { return s.Station })
+	console, err := web.New(web.Options{API: srv.Handler(), Logger: log.With("component", "web"), Now: now, Location: loc})
+	if err != nil {
+		return nil, err
+	}
 	d.http = &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           web.Mount(srv.Handler(), console.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

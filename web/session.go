@@ -1,0 +1,326 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	sessionCookie    = "loaxa_session"
+	loginCSRFCookie  = "loaxa_login_csrf"
+	langCookie       = "loaxa_lang"
+	csrfField        = "csrf"
+	csrfHeader       = "X-CSRF-Token"
+	maxSessions      = 10000 // a province's officials many times over; bounds memory against a sign-in flood
+	pendingAudioLife = 15 * time.Minute
+)
+
+// me is who a session's token is, as GET /api/v1/me answers.
+type me struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Role     string `json:"role"`
+	Unit     string `json:"unit"`
+	UnitPath string `json:"unit_path"`
+	UnitName string `json:"unit_name"`
+}
+
+// session is a signed-in browser. It holds the API token in memory only:
+// the cookie carries a random id, so a stolen cookie dies with the daemon or
+// the idle timeout, and the token never reaches the browser.
+type session struct {
+	key   string // sha256 of the cookie's id
+	token string
+	me    me
+	csrf  string
+
+	mu       sync.Mutex
+	lastUsed time.Time
+	flash    string
+	pending  *pendingEmergency
+}
+
+func (ss *session) takeFlash() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	f := ss.flash
+	ss.flash = ""
+	return f
+}
+
+func (ss *session) setFlash(f string) {
+	ss.mu.Lock()
+	ss.flash = f
+	ss.mu.Unlock()
+}
+
+func (ss *session) dropPending() {
+	ss.mu.Lock()
+	p := ss.pending
+	ss.pending = nil
+	ss.mu.Unlock()
+	p.remove()
+}
+
+type sessions struct {
+	mu   sync.Mutex
+	m    map[string]*session
+	idle time.Duration
+	now  func() time.Time
+}
+
+func newSessions(idle time.Duration, now func() time.Time) *sessions {
+	return &sessions{m: map[string]*session{}, idle: idle, now: now}
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// key is what the map is indexed by: a hash, so that a lookup's timing says
+// nothing about the ids it holds.
+func key(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return string(h[:])
+}
+
+// create starts a session and returns its cookie value.
+func (s *sessions) create(token string, who me) (string, *session) {
+	id := randomToken()
+	ss := &session{key: key(id), token: token, me: who, csrf: randomToken(), lastUsed: s.now()}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked()
+	if len(s.m) >= maxSessions {
+		// Drop the least recently used rather than refuse a sign-in.
+		var oldest *session
+		for _, o := range s.m {
+			if oldest == nil || o.lastUsed.Before(oldest.lastUsed) {
+				oldest = o
+			}
+		}
+		s.dropLocked(oldest)
+	}
+	s.m[ss.key] = ss
+	return id, ss
+}
+
+// get returns a live session and marks it used.
+func (s *sessions) get(id string) *session {
+	if id == "" {
+		return nil
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.m[key(id)]
+	if ss == nil {
+		return nil
+	}
+	ss.mu.Lock()
+	expired := now.Sub(ss.lastUsed) > s.idle
+	if !expired {
+		ss.lastUsed = now
+	}
+	ss.mu.Unlock()
+	if expired {
+		s.dropLocked(ss)
+		return nil
+	}
+	return ss
+}
+
+func (s *sessions) drop(ss *session) {
+	s.mu.Lock()
+	s.dropLocked(ss)
+	s.mu.Unlock()
+}
+
+func (s *sessions) dropLocked(ss *session) {
+	if ss == nil {
+		return
+	}
+	delete(s.m, ss.key)
+	ss.dropPending()
+}
+
+// sweepLocked ends idle sessions; run at each sign-in, so that memory is
+// bounded without a goroutine to stop.
+func (s *sessions) sweepLocked() {
+	now := s.now()
+	for _, ss := range s.m {
+		ss.mu.Lock()
+		idle := now.Sub(ss.lastUsed) > s.idle
+		stale := ss.pending != nil && now.Sub(ss.pending.at) > pendingAudioLife
+		ss.mu.Unlock()
+		switch {
+		case idle:
+			s.dropLocked(ss)
+		case stale:
+			ss.dropPending()
+		}
+	}
+}
+
+func sameToken(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// setCookie sets a console cookie: HttpOnly, SameSite=Strict (a link from
+// another site arrives signed out), Secure when the request came over TLS.
+func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: maxAge})
+}
+
+// handler is a console page that needs a signed-in session.
+type handler func(w http.ResponseWriter, r *http.Request, ss *session)
+
+// signedIn admits requests of a live session, sends others to the sign-in
+// page, and checks the CSRF token of every POST before the handler runs.
+func (s *Server) signedIn(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var ss *session
+		if c, err := r.Cookie(sessionCookie); err == nil {
+			ss = s.sessions.get(c.Value)
+		}
+		if ss == nil {
+			if r.Method != http.MethodGet || r.Header.Get("X-Requested-With") != "" {
+				s.refuse(w, r, nil, http.StatusUnauthorized, "login.expired")
+				return
+			}
+			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			return
+		}
+		// Multipart uploads carry the token in their first part (or the
+		// header); the upload handlers check it as they stream.
+		if r.Method == http.MethodPost && !isMultipart(r) && !sameToken(csrfOf(r), ss.csrf) {
+			s.refuse(w, r, ss, http.StatusForbidden, "csrf.refused")
+			return
+		}
+		h(w, r, ss)
+	}
+}
+
+func isMultipart(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data")
+}
+
+func csrfOf(r *http.Request) string {
+	if t := r.Header.Get(csrfHeader); t != "" {
+		return t
+	}
+	return r.PostFormValue(csrfField)
+}
+
+// refuse answers with an error page (or a JSON error for scripts).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, ss *session, status int, msgKey string) {
+	v := s.view(r, ss, "error.title")
+	v.Error = v.T(msgKey)
+	if r.Header.Get("X-Requested-With") != "" {
+		writeJSONError(w, status, "", v.Error, "")
+		return
+	}
+	s.render(w, status, "error", v)
+}
+
+func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
+	v := s.view(r, nil, "login.title")
+	v.CSRF = s.loginCSRF(w, r)
+	v.Data = map[string]string{"Next": safeNext(r.URL.Query().Get("next"))}
+	s.render(w, http.StatusOK, "login", v)
+}
+
+// loginCSRF is the double-submit token of the sign-in form: there is no
+// session yet, so the form's hidden field must match a cookie that another
+// site can neither read nor set.
+func (s *Server) loginCSRF(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(loginCSRFCookie); err == nil && len(c.Value) >= 32 {
+		return c.Value
+	}
+	t := randomToken()
+	setCookie(w, r, loginCSRFCookie, t, 0)
+	return t
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	c, err := r.Cookie(loginCSRFCookie)
+	if err != nil || !sameToken(r.PostFormValue(csrfField), c.Value) {
+		s.refuse(w, r, nil, http.StatusForbidden, "csrf.refused")
+		return
+	}
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	next := safeNext(r.PostFormValue("next"))
+	again := func(status int, msgKey string) {
+		v := s.view(r, nil, "login.title")
+		v.CSRF = c.Value
+		v.Fields = map[string]string{"token": v.T(msgKey)}
+		v.Data = map[string]string{"Next": next}
+		s.render(w, status, "login", v)
+	}
+	if token == "" {
+		again(http.StatusUnprocessableEntity, "login.empty")
+		return
+	}
+	var who me
+	err = s.apiCall(r, token, http.MethodGet, "/api/v1/me", nil, "", &who)
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
+		again(http.StatusUnauthorized, "login.bad")
+		return
+	case err != nil:
+		s.fail(w, r, nil, err)
+		return
+	}
+	id, _ := s.sessions.create(token, who)
+	setCookie(w, r, sessionCookie, id, 0)
+	setCookie(w, r, loginCSRFCookie, "", -1)
+	s.log.Info("console sign-in", "token_id", who.ID, "role", who.Role, "unit", who.Unit)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// safeNext keeps a post-sign-in redirect on this site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+		return "/"
+	}
+	return next
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, ss *session) {
+	s.sessions.drop(ss)
+	setCookie(w, r, sessionCookie, "", -1)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// pendingEmergency is an emergency broadcast between its two
+// confirmations: the audio waits in a temporary file.
+type pendingEmergency struct {
+	at       time.Time
+	title    string
+	units    []string
+	chosen   []unit // the units with their names, for the confirmation page
+	file     string
+	filename string
+	ctype    string
+	size     int64
+}
+
+func (p *pendingEmergency) remove() {
+	if p != nil && p.file != "" {
+		os.Remove(p.file)
+	}
+}
