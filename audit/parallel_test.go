@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +34,13 @@ func TestParallelMatchesVerifier(t *testing.T) {
 	es[5].Payload = bytes.Replace(es[5].Payload, []byte("900412"), []byte("900413"), 1) // altered, bad signature
 	es[300].Payload = []byte("not json")                                                // altered, not an event
 	es[301].DeviceSeq++                                                                 // names another seq (not hashed)
-	es = append(es[:400], es[401:]...)                                                  // a gap
-	es[600], es[601] = es[601], es[600]                                                 // reordered
+	// Off the fast path of DecodeEventFast: JSON the device did not write.
+	es[310].Payload = bytes.Replace(es[310].Payload, []byte(`{"body":`), []byte(`{ "body" : `), 1)      // same event and signature, altered bytes
+	es[320].Payload = bytes.Replace(es[320].Payload, []byte(`"seq":`), []byte(`"seq":999,"seq":`), 1)   // the last seq wins: the same event, a bad signature
+	es[330].Payload = bytes.Replace(es[330].Payload, []byte(`,"rev":`), []byte(`,"SEQ":999,"rev":`), 1) // keys match in any case
+	es[340].Payload = bytes.Replace(es[340].Payload, []byte(`"seq":`), []byte(`"seq":1.5,"x":`), 1)     // not an event
+	es = append(es[:400], es[401:]...)                                                                  // a gap
+	es[600], es[601] = es[601], es[600]                                                                 // reordered
 	_, forger, _ := ed25519.GenerateKey(nil)
 	es[700].Payload = signedEvent(t, es[700].Device, es[700].DeviceSeq, es[700].ReceivedAt, forger)
 	es[700].Hash = es[700].ChainHash()
@@ -51,6 +57,14 @@ func TestParallelMatchesVerifier(t *testing.T) {
 	want := slices.Clone(v.Problems)
 	if len(want) < 10 {
 		t.Fatalf("the damage shows as only %d problems", len(want))
+	}
+	for _, p := range []struct {
+		entry uint64
+		says  string
+	}{{311, "altered"}, {321, "altered"}, {321, "signature"}, {331, "names another device, seq"}, {341, "not a valid event"}} {
+		if !hasProblem(Result{Problems: want}, "asrun", p.entry, p.says) {
+			t.Errorf("entry %d: no problem says %q", p.entry, p.says)
+		}
 	}
 	head, last := l.asrun[len(l.asrun)-1].Hash, l.asrun[len(l.asrun)-1].Seq
 	for _, workers := range []int{1, 2, 5} {
@@ -236,35 +250,90 @@ func benchEntriesLog(b *testing.B) []broadcast.AsRunEntry {
 var benchKeys map[string]DeviceKey
 
 // BenchmarkVerifyParallel verifies a million signed entries (about 440-byte
-// payloads) as GET /audit/verify does: chain in order, signatures on all
-// cores. Compare entries/s with BenchmarkEd25519Verify's verifies/s times
-// the cores.
+// payloads) from memory, as GET /audit/verify does: chain in order,
+// signatures on all cores. x-allcores is entries/s over the rate at which
+// every core checks bare signatures of the same bodies, measured just before
+// and after (issue #5's goal: at least 0.8); x-allcores-cpu is the same
+// ratio in CPU time, which other processes on a shared machine do not skew
+// as they skew wall time, and busy-cores how many cores the verification
+// kept busy. storage's BenchmarkVerifyLogs measures the same from a store.
 func BenchmarkVerifyParallel(b *testing.B) {
 	log := benchEntriesLog(b)
+	_, env, err := broadcast.DecodeEvent(log[0].Payload)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.Logf("%d entries, payload %d bytes, %d cores", len(log), len(log[0].Payload), runtime.GOMAXPROCS(0))
 	for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			start, cpu := time.Now(), busyCPU()
+			var (
+				wall            time.Duration
+				cpu             float64
+				refRate, refCPU float64 // summed over the iterations
+			)
 			for b.Loop() {
+				b.StopTimer()
+				before, beforeCPU := allCoresVerifyRate(env.Body, time.Second)
+				b.StartTimer()
+				start, startCPU := time.Now(), busyCPU()
 				pv := NewParallelVerifier(func(d string) (DeviceKey, bool) { k, ok := benchKeys[d]; return k, ok }, workers)
 				for _, e := range log {
 					pv.AsRun(e)
 				}
 				last := log[len(log)-1]
-				if r := pv.Result(last.Hash, last.Seq, broadcast.Hash{}, 0); !r.OK {
+				r := pv.Result(last.Hash, last.Seq, broadcast.Hash{}, 0)
+				wall, cpu = wall+time.Since(start), cpu+busyCPU()-startCPU
+				b.StopTimer()
+				after, afterCPU := allCoresVerifyRate(env.Body, time.Second)
+				b.StartTimer()
+				if !r.OK {
 					b.Fatalf("%s", problemsOf(r))
 				}
+				refRate, refCPU = refRate+(before+after)/2, refCPU+(beforeCPU+afterCPU)/2
 			}
 			n := float64(b.N * len(log))
-			b.ReportMetric(n/time.Since(start).Seconds(), "entries/s")
-			// The CPU each entry costs, the GC's included: on a shared
-			// machine, a measure of the pipeline's overhead that other
-			// processes do not skew as they skew entries/s.
-			if cpu > 0 {
-				b.ReportMetric((busyCPU()-cpu)/n*1e6, "cpu-µs/entry")
+			rate := n / wall.Seconds()
+			b.ReportMetric(rate, "entries/s")
+			b.ReportMetric(refRate/float64(b.N), "allcores-verifies/s")
+			b.ReportMetric(rate/(refRate/float64(b.N)), "x-allcores")
+			// The CPU each entry costs, the GC's included.
+			if cpu > 0 && refCPU > 0 {
+				perEntry := cpu / n * 1e6
+				b.ReportMetric(perEntry, "cpu-µs/entry")
+				b.ReportMetric(refCPU/float64(b.N)/perEntry, "x-allcores-cpu")
+				b.ReportMetric(cpu/wall.Seconds(), "busy-cores")
 			}
 		})
 	}
+}
+
+// allCoresVerifyRate is how many signatures of msg every core checks per
+// second, for about d, and the CPU time in µs each took (0 where busyCPU is
+// not measured).
+func allCoresVerifyRate(msg []byte, d time.Duration) (perSecond, cpuMicros float64) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	sig := ed25519.Sign(priv, msg)
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	start, startCPU := time.Now(), busyCPU()
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			n := int64(0)
+			for time.Since(start) < d {
+				for range 16 {
+					if !ed25519.Verify(pub, msg, sig) {
+						panic("bad signature")
+					}
+				}
+				n += 16
+			}
+			total.Add(n)
+		})
+	}
+	wg.Wait()
+	took, cpu := time.Since(start), busyCPU()-startCPU
+	n := float64(total.Load())
+	return n / took.Seconds(), cpu / n * 1e6
 }
 
 // BenchmarkVerifyBundle verifies a bundle of 200,000 of those entries from

@@ -526,6 +526,16 @@ func decodeEntryHead(v []byte) (broadcast.AsRunEntry, error) {
 
 // decodeEntry copies everything out of v, which is bbolt's memory.
 func decodeEntry(v []byte) (broadcast.AsRunEntry, error) {
+	return decodeEntryAfter(v, nil)
+}
+
+// decodeEntryAfter is decodeEntry for a walk of the log: where the entry
+// names the same station, airing and event as prev, the entry before it
+// (nil at the start of a walk), it shares prev's strings instead of
+// allocating its own. The entries of one broadcast's end come by the
+// thousand for one airing, and those allocations were most of what a walk
+// allocated besides the payloads.
+func decodeEntryAfter(v []byte, prev *broadcast.AsRunEntry) (broadcast.AsRunEntry, error) {
 	var e broadcast.AsRunEntry
 	if len(v) < entryFixed || v[0] != entryVersion {
 		return e, errCorruptEntry
@@ -553,7 +563,12 @@ func decodeEntry(v []byte) (broadcast.AsRunEntry, error) {
 		}
 		fs[i] = f
 	}
-	e.Device, e.Station, e.Airing, e.Event = string(fs[0]), string(fs[1]), string(fs[2]), broadcast.EventType(fs[3])
+	e.Device = string(fs[0])
+	if prev != nil && string(fs[1]) == prev.Station && string(fs[2]) == prev.Airing && string(fs[3]) == string(prev.Event) {
+		e.Station, e.Airing, e.Event = prev.Station, prev.Airing, prev.Event
+	} else {
+		e.Station, e.Airing, e.Event = string(fs[1]), string(fs[2]), broadcast.EventType(fs[3])
+	}
 	if len(fs[4]) > 0 {
 		e.Payload = bytes.Clone(fs[4])
 	}
@@ -579,16 +594,22 @@ func asRunHead(b *bolt.Bucket) (uint64, broadcast.Hash, error) {
 // an auditor never holds one read transaction open (which would stall the
 // writer once the file must grow). fn's error stops the walk and is returned.
 func (s *Store) AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error {
+	// One chunk's array serves every chunk: fn got copies of the entries,
+	// and a new array of a thousand entries per chunk was 200 MB of garbage
+	// for a walk of a million.
+	got := make([]broadcast.AsRunEntry, 0, chunk)
 	for {
-		got := make([]broadcast.AsRunEntry, 0, chunk)
+		got = got[:0]
 		err := s.view(func(tx *bolt.Tx) error {
 			c := tx.Bucket(bktAsRun).Cursor()
+			var prev *broadcast.AsRunEntry
 			for k, v := c.Seek(u64(after + 1)); k != nil && len(got) < chunk; k, v = c.Next() {
-				e, err := decodeEntry(v)
+				e, err := decodeEntryAfter(v, prev)
 				if err != nil {
 					return fmt.Errorf("as-run entry %d: %w", binary.BigEndian.Uint64(k), err)
 				}
 				got = append(got, e)
+				prev = &got[len(got)-1]
 			}
 			return nil
 		})
