@@ -52,6 +52,8 @@ type Store interface {
 
 	AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error
 	AsRunHead() (uint64, broadcast.Hash, error)
+	AsRunBase() (uint64, broadcast.Hash, error)
+	PurgeAsRun(ctx context.Context, upto uint64, uptoHash broadcast.Hash, op *broadcast.OpEntry) (broadcast.PurgeResult, error)
 	OpsHead() (uint64, broadcast.Hash, error)
 	Ops(after uint64, fn func(broadcast.OpEntry) error) error
 	Backup(ctx context.Context, w io.Writer) error
@@ -86,6 +88,9 @@ type Options struct {
 	// TempDir is where uploads are spooled before they are checked; it
 	// should be on the data directory's file system.
 	TempDir string
+	// Retention is how long evidence is kept before it may be purged;
+	// default five years.
+	Retention time.Duration
 }
 
 // Server serves the API.
@@ -111,6 +116,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Location == nil {
 		opts.Location = time.UTC
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 5 * 365 * 24 * time.Hour
 	}
 	if opts.MaxUpload <= 0 {
 		opts.MaxUpload = 512 << 20
@@ -177,6 +185,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/v1/audit/bundle", s.auth(s.bundle, readers...))
 	s.handle("POST /api/v1/audit/seal", s.auth(s.seal, readers...))
 	s.handle("GET /api/v1/audit/seals", s.auth(s.seals, readers...))
+	s.handle("POST /api/v1/audit/purge", s.auth(s.purge, broadcast.RoleAdmin))
 	s.handle("GET /api/v1/oplog", s.auth(s.oplog, readers...))
 	s.handle("GET /api/v1/backup", s.auth(s.backup, broadcast.RoleAdmin))
 

@@ -288,6 +288,9 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 	if err != nil {
 		return Manifest{}, fmt.Errorf("bundle: %w", err)
 	}
+	if err := purged(src, spec.Period); err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
 	m := Manifest{
 		Format: BundleFormat, Version: BundleVersion, Period: spec.Period.Name,
 		Unit: spec.Unit, Stations: spec.Stations, TimeZone: loc.String(),

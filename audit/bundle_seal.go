@@ -35,11 +35,8 @@ type SealRecord struct {
 // grace has not ended — entries may still arrive for it, and a seal must cut
 // the log where the month's bundle does — and a month already sealed.
 //
-// Retention (not enforced here): a purge of the logs must never remove an
-// entry of a segment that is sealed and within its retention time, must cut
-// only at a seal's segment boundary, and must keep the entry before the
-// first kept one, or its hash, so that what remains still chains from a
-// known hash.
+// A purge (purge.go) removes only what sealed months received, once the
+// retention is over, and keeps the hash the rest chains from.
 func Seal(ctx context.Context, src LogSource, month broadcast.Month, loc *time.Location, now time.Time) (SealRecord, error) {
 	if loc == nil {
 		loc = time.UTC

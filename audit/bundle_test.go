@@ -123,6 +123,8 @@ func (l *memLog) AsRunHead() (uint64, broadcast.Hash, error) {
 	return e.Seq, e.Hash, nil
 }
 
+func (l *memLog) AsRunBase() (uint64, broadcast.Hash, error) { return 0, broadcast.Hash{}, nil }
+
 func (l *memLog) OpsHead() (uint64, broadcast.Hash, error) {
 	if len(l.ops) == 0 {
 		return 0, broadcast.Hash{}, nil

@@ -334,6 +334,9 @@ func endProblem(log string, c chainState, lastSeq uint64) Problem {
 type LogSource interface {
 	AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error
 	AsRunHead() (uint64, broadcast.Hash, error)
+	// AsRunBase is the last purged entry (0: none), after which the log
+	// starts.
+	AsRunBase() (uint64, broadcast.Hash, error)
 	Ops(after uint64, fn func(broadcast.OpEntry) error) error
 	OpsHead() (uint64, broadcast.Hash, error)
 	Device(id string) (broadcast.Device, error)
@@ -375,8 +378,13 @@ func VerifyLogs(ctx context.Context, src LogSource, workers int) (Result, error)
 		return k.DeviceKey, true
 	}, workers)
 	defer v.Close()
+	base, baseHash, err := src.AsRunBase()
+	if err != nil {
+		return Result{}, fmt.Errorf("verify: %w", err)
+	}
+	v.StartAsRun(base, baseHash)
 	n := 0
-	err = src.AsRun(0, func(e broadcast.AsRunEntry) error {
+	err = src.AsRun(base, func(e broadcast.AsRunEntry) error {
 		if e.Seq > seq {
 			return errBeyondHead
 		}
@@ -391,17 +399,24 @@ func VerifyLogs(ctx context.Context, src LogSource, workers int) (Result, error)
 	if err != nil && !errors.Is(err, errBeyondHead) {
 		return Result{}, fmt.Errorf("verify the as-run log: %w", err)
 	}
+	var purges purgeCheck
 	err = src.Ops(0, func(o broadcast.OpEntry) error {
 		if o.Seq > opSeq {
 			return errBeyondHead
 		}
 		v.Op(o)
+		purges.op(o)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errBeyondHead) {
 		return Result{}, fmt.Errorf("verify the operations log: %w", err)
 	}
-	return v.Result(head, seq, opHead, opSeq), nil
+	res := v.Result(head, seq, opHead, opSeq)
+	res.AsRunBase = base
+	if bad := purges.start(base, baseHash); len(bad) > 0 {
+		res.OK, res.Problems = false, append(bad, res.Problems...)
+	}
+	return res, nil
 }
 
 var errBeyondHead = errors.New("beyond the head")

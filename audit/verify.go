@@ -90,7 +90,10 @@ type Result struct {
 	Head      broadcast.Hash `json:"head"`
 	OpEntries uint64         `json:"op_entries"`
 	OpHead    broadcast.Hash `json:"op_head"`
-	Problems  []Problem      `json:"problems"`
+	// AsRunBase is the last purged as-run entry: the log was checked from
+	// the one after it.
+	AsRunBase uint64    `json:"asrun_base,omitempty"`
+	Problems  []Problem `json:"problems"`
 }
 
 // Result summarises what was checked. head and opHead are the heads the

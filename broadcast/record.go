@@ -36,3 +36,11 @@ type ImportResult struct {
 	UnitsTotal      int `json:"units"`
 	StationsTotal   int `json:"stations"`
 }
+
+// PurgeResult is what a purge of the as-run log removed.
+type PurgeResult struct {
+	Upto       uint64 `json:"asrun_upto"` // the last purged entry
+	UptoHash   Hash   `json:"asrun_hash"`
+	Entries    int    `json:"entries_removed"`
+	IndexPairs int    `json:"index_removed"` // where old device seqs were logged
+}

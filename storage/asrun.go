@@ -411,7 +411,14 @@ func (w *batchTx) apply(r *request) (result, error) {
 // duplicate answers an event whose (device, seq) is logged as entry seq:
 // with that entry, and the state as it is now.
 func (w *batchTx) duplicate(rec EventRecord, st *seqState, seq uint64) (result, error) {
-	first, err := decodeEntry(w.asrun.Get(u64(seq)))
+	v := w.asrun.Get(u64(seq))
+	if base, _ := asRunBase(w.tx); v == nil && seq <= base {
+		// Logged, and purged since (years later): a duplicate all the same.
+		w.duplicates++
+		return result{app: Appended{Entry: broadcast.AsRunEntry{Seq: seq, Device: rec.Device, DeviceSeq: rec.Event.Seq},
+			Duplicate: true, UptoSeq: st.Upto, UptoHash: st.UptoHash}}, nil
+	}
+	first, err := decodeEntry(v)
 	if err != nil {
 		return result{err: fmt.Errorf("as-run entry %d: %w", seq, err)}, nil
 	}
@@ -579,7 +586,10 @@ func asRunHead(b *bolt.Bucket) (uint64, broadcast.Hash, error) {
 	var h broadcast.Hash
 	k, v := b.Cursor().Last()
 	if k == nil {
-		return 0, h, nil
+		// Empty, or purged to its end: the next entry chains from the
+		// last purged one (purge.go).
+		seq, h := asRunBase(b.Tx())
+		return seq, h, nil
 	}
 	if len(v) < entryFixed || v[0] != entryVersion {
 		return 0, h, fmt.Errorf("as-run entry %d: %w", binary.BigEndian.Uint64(k), errCorruptEntry)
@@ -629,7 +639,8 @@ func (s *Store) AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error {
 }
 
 // AsRunHead returns the last sequence number and hash of the as-run log (0
-// and the zero hash when it is empty).
+// and the zero hash when it is empty; the last purged entry's when it was
+// purged to its end).
 func (s *Store) AsRunHead() (seq uint64, hash broadcast.Hash, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
 		seq, hash, err = asRunHead(tx.Bucket(bktAsRun))

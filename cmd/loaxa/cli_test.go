@@ -195,6 +195,19 @@ func TestOperatorsMonth(t *testing.T) {
 	}
 	must(t, 0, url, auditor, "asrun", "--station", "14755", "--from", "2026-12-01")
 
+	// November is over, grace days included, on 10 December: it can be
+	// sealed, once (exit 5 again). Purging it is for an admin (exit 3) once
+	// the retention is over (exit 5, saying until when).
+	r = must(t, 0, url, inspector, "audit", "seal", "--period", "2026-11")
+	if !strings.HasPrefix(r.stdout, "sealed 2026-11: ") {
+		t.Fatalf("audit seal: %v", r)
+	}
+	must(t, 5, url, inspector, "audit", "seal", "--period", "2026-11")
+	must(t, 3, url, inspector, "audit", "purge", "--before", "2026-12")
+	if r = must(t, 5, url, d.admin, "audit", "purge", "--before", "2026-12"); !strings.Contains(r.stderr, "kept until 2031-11-30") {
+		t.Fatalf("audit purge within the retention: %v", r)
+	}
+
 	// A backup is written whole, readable by its owner only.
 	backup := filepath.Join(t.TempDir(), "loaxa.tar")
 	must(t, 0, url, d.admin, "backup", "-o", backup)

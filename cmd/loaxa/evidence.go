@@ -44,7 +44,7 @@ type verifyResult struct {
 }
 
 func evidenceCommands() []*command {
-	return []*command{asrunCommand(), reportCommand(), auditVerifyCommand(), auditBundleCommand(), oplogCommand(), backupCommand()}
+	return []*command{asrunCommand(), reportCommand(), auditVerifyCommand(), auditBundleCommand(), auditSealCommand(), auditPurgeCommand(), oplogCommand(), backupCommand()}
 }
 
 // outFlag declares -o/--out FILE for the commands that write a file.
@@ -355,6 +355,100 @@ when complete; check it with 'loaxa audit verify --bundle FILE'.`,
 				}
 				_, err := c.download(ctx, "/api/v1/audit/bundle", query("period", *period, "unit", *unit), *out, "evidence "+*period+" → "+*out, 0o644)
 				return err
+			}
+		},
+	}
+}
+
+func auditSealCommand() *command {
+	return &command{
+		name: "audit seal", args: "--period YYYY-MM",
+		summary: "seal a closed month: record its chain heads in the operations log",
+		about: `Seals a month whose grace days are over (7 days after its end): the
+operations log records where the month's evidence lies in both logs and
+their heads, so that changing it afterwards shows. Download its bundle
+with 'loaxa audit bundle' and keep it: once the retention is over, a purge
+removes the sealed months' as-run entries from the daemon. Needs an admin
+or an auditor of the whole tree; a month sealed already is a conflict
+(exit 5).`,
+		example: `  loaxa audit seal --period 2026-12
+  loaxa audit bundle --period 2026-12 -o evidence-2026-12.tar.gz`,
+		output: true,
+		setup: func(fs *flag.FlagSet) action {
+			period := fs.String("period", "", "`YYYY-MM` the month to seal (required)")
+			return func(ctx context.Context, c *cli, args []string, out outputMode) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				if err := required("period", *period); err != nil {
+					return err
+				}
+				b, err := c.callJSON(ctx, http.MethodPost, "/api/v1/audit/seal", query("period", *period), nil)
+				if err != nil || out == outJSON {
+					return jsonOr(c, b, err)
+				}
+				var res struct {
+					Op struct {
+						Seq uint64 `json:"seq"`
+					} `json:"op"`
+					Seal struct {
+						AsRun struct {
+							First   uint64 `json:"first_seq"`
+							Last    uint64 `json:"last_seq"`
+							Entries uint64 `json:"entries"`
+						} `json:"asrun"`
+					} `json:"seal"`
+				}
+				if err := decode(b, &res, "seal"); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "sealed %s: %d as-run entries (%d to %d), operation %d\n", *period,
+					res.Seal.AsRun.Entries, res.Seal.AsRun.First, res.Seal.AsRun.Last, res.Op.Seq)
+				return nil
+			}
+		},
+	}
+}
+
+func auditPurgeCommand() *command {
+	return &command{
+		name: "audit purge", args: "--before YYYY-MM",
+		summary: "remove as-run entries older than the retention from the daemon",
+		about: `Removes the as-run entries received before the given month, once every
+month they belong to is sealed and ended longer ago than the daemon's
+retention (5 years by default): a conflict otherwise (exit 5), saying
+which month is not sealed or until when the evidence is kept. The
+airings stay, so old months still have their compliance reports; the
+months' bundles, kept since they were sealed, are their evidence. The
+purge is written to the operations log, and 'loaxa audit verify' checks
+the log from where it now starts. Admin only.`,
+		example: `  loaxa audit purge --before 2022-01`,
+		output:  true,
+		setup: func(fs *flag.FlagSet) action {
+			before := fs.String("before", "", "`YYYY-MM` the first month to keep (required)")
+			return func(ctx context.Context, c *cli, args []string, out outputMode) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				if err := required("before", *before); err != nil {
+					return err
+				}
+				b, err := c.callJSON(ctx, http.MethodPost, "/api/v1/audit/purge", query("before", *before), nil)
+				if err != nil || out == outJSON {
+					return jsonOr(c, b, err)
+				}
+				var res struct {
+					Op    uint64 `json:"op"`
+					Purge struct {
+						Upto    uint64 `json:"asrun_upto"`
+						Entries int    `json:"entries_removed"`
+					} `json:"purge"`
+				}
+				if err := decode(b, &res, "purge"); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.stdout, "purged %d as-run entries received before %s (up to entry %d; operation %d)\n", res.Purge.Entries, *before, res.Purge.Upto, res.Op)
+				return nil
 			}
 		},
 	}

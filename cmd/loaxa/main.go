@@ -13,6 +13,8 @@
 //	loaxa report --period P [--unit U] [--format F] [-o FILE]
 //	loaxa audit verify [--bundle FILE]
 //	loaxa audit bundle --period P -o FILE
+//	loaxa audit seal --period YYYY-MM
+//	loaxa audit purge --before YYYY-MM
 //	loaxa oplog
 //	loaxa backup -o FILE
 //	loaxa token create --name N --role R [--unit U]
