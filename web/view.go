@@ -176,14 +176,18 @@ func (s *Server) funcs() template.FuncMap {
 			return fmt.Sprintf("%d:%02d", int(d.Minutes()), int(d.Seconds())%60)
 		},
 		"pct": func(f float64) string { return fmt.Sprintf("%.0f%%", f*100) },
-		"query": func(kv ...string) string {
+		// query is a link's query string. It is a template.URL because
+		// html/template escapes a plain string after the "?" as one
+		// parameter's value, "=" and "&" included: the links would carry a
+		// single nameless parameter. url.Values.Encode has escaped each part.
+		"query": func(kv ...string) template.URL {
 			q := url.Values{}
 			for i := 0; i+1 < len(kv); i += 2 {
 				if kv[i+1] != "" {
 					q.Set(kv[i], kv[i+1])
 				}
 			}
-			return q.Encode()
+			return template.URL(q.Encode())
 		},
 		"list":   func(s ...string) []string { return s },
 		"offset": func(d time.Duration) string { return fmt.Sprintf("%+d ms", d.Milliseconds()) },

@@ -135,6 +135,7 @@ func matrixRoutes() []mxRoute {
 		{route: "POST /api/v1/units/import", success: 200, who: mxAdmin, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "POST", path: "/api/v1/units/import", body: m.unitsCSV, contentType: "text/csv"}
 		}},
+		{route: "GET /api/v1/me", success: 200, who: mxAnyToken, note: "api/me.go: a token's own identity, whatever its unit", req: get("/api/v1/me")},
 		{route: "GET /api/v1/units", unit: true, success: 200, who: mxAnyToken, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/api/v1/units?parent=" + m.unit(side)}
 		}},
@@ -147,6 +148,12 @@ func matrixRoutes() []mxRoute {
 		}},
 		{route: "POST /api/v1/stations/{id}/devices", unit: true, success: 201, who: mxWriters, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return m.jsonReq("POST", "/api/v1/stations/"+m.station(side)+"/devices", map[string]string{"id": m.deviceID(side)})
+		}},
+		{route: "GET /api/v1/devices/status", unit: true, success: 200, who: mxAnyToken, req: func(t *testing.T, m *matrix, side string) mxReq {
+			return mxReq{method: "GET", path: "/api/v1/devices/status?station=" + m.station(side)}
+		}},
+		{route: "GET /api/v1/devices/status?unit=", unit: true, success: 200, who: mxAnyToken, req: func(t *testing.T, m *matrix, side string) mxReq {
+			return mxReq{method: "GET", path: "/api/v1/devices/status?unit=" + m.unit(side)}
 		}},
 		{route: "DELETE /api/v1/devices/{id}", unit: true, success: 200, who: mxWriters, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "DELETE", path: "/api/v1/devices/" + m.device(t, side)}
@@ -201,6 +208,9 @@ func matrixRoutes() []mxRoute {
 		}},
 		{route: "POST /api/v1/audit/seal", success: 201, who: mxTree, note: "api/bundle.go: admin or an auditor of the whole tree; a seal writes no record", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "POST", path: "/api/v1/audit/seal?period=" + m.unsealedMonth()}
+		}},
+		{route: "POST /api/v1/audit/purge", success: 409, who: mxAdmin, note: "api/purge.go: admin only; nothing in this store is past the retention, so the admin's answer is the 409 saying until when evidence is kept", req: func(t *testing.T, m *matrix, side string) mxReq {
+			return mxReq{method: "POST", path: "/api/v1/audit/purge?before=2026-12"}
 		}},
 		{route: "GET /api/v1/audit/seals", success: 200, who: mxReaders, note: "api/bundle.go: admin, auditor: every seal", req: get("/api/v1/audit/seals")},
 		{route: "GET /api/v1/oplog", success: 200, who: mxReaders, note: "api/evidence.go: a scoped token reads the entries of its units only (api_test.go checks which)", req: get("/api/v1/oplog")},
@@ -326,7 +336,7 @@ func (m *matrix) check(t *testing.T, r mxRoute, c mxCaller, side string, want in
 		}
 		t.Fatalf("%s %s as %s: %d %.300s; want %d%s", q.method, q.path, c.name, resp.StatusCode, bytes.TrimSpace(b), want, note)
 	}
-	codes := map[int]string{401: broadcast.EUnauthorized, 403: broadcast.EForbidden, 404: broadcast.ENotFound}
+	codes := map[int]string{401: broadcast.EUnauthorized, 403: broadcast.EForbidden, 404: broadcast.ENotFound, 409: broadcast.EConflict}
 	code, refused := codes[want]
 	if !refused {
 		var e apiError
