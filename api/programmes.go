@@ -187,7 +187,7 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 	p := broadcast.Programme{
 		ID: broadcast.NewID(now), Unit: unit.Code, UnitPath: unit.Path, Month: month,
 		Title: f["title"], Description: f["description"], Audio: a, Priority: priority,
-		Status: broadcast.ProgrammeDraft, UploadedBy: tok.ID, CreatedAt: now,
+		Status: broadcast.ProgrammeDraft, UploadedBy: tok.ID, UploaderName: tok.Name, CreatedAt: now,
 	}
 	detail, _ := json.Marshal(map[string]any{"unit": p.Unit, "month": p.Month, "title": p.Title, "sha256": a.SHA256, "duration_ms": a.DurationMS})
 	op := &broadcast.OpEntry{At: now, Actor: actor(tok), Action: "programme.upload", Subject: p.ID, Detail: detail, Unit: p.UnitPath}
@@ -275,7 +275,7 @@ func (s *Server) approveProgramme(w http.ResponseWriter, r *http.Request, tok br
 		case p.UploadedBy == tok.ID && !s.opts.Policy.SelfApproval:
 			return broadcast.Errorf(broadcast.EForbidden, "a programme must be approved by someone other than its uploader (policy.self_approval is off)")
 		}
-		p.Status, p.ApprovedBy, p.ApprovedAt = broadcast.ProgrammeApproved, tok.ID, now
+		p.Status, p.ApprovedBy, p.ApproverName, p.ApprovedAt = broadcast.ProgrammeApproved, tok.ID, tok.Name, now
 		return nil
 	}, op)
 	if err != nil {

@@ -35,9 +35,13 @@ type Programme struct {
 	Audio       Audio           `json:"audio"`
 	Priority    Priority        `json:"priority"`
 	Status      ProgrammeStatus `json:"status"`
-	UploadedBy  string          `json:"uploaded_by"`
+	UploadedBy  string          `json:"uploaded_by"` // token id
 	ApprovedBy  string          `json:"approved_by,omitempty"`
-	CreatedAt   time.Time       `json:"created_at"`
-	ApprovedAt  time.Time       `json:"approved_at,omitzero"`
-	WithdrawnAt time.Time       `json:"withdrawn_at,omitzero"`
+	// The tokens' names when they acted, for people to read: a token id
+	// says nothing to an official, and names may change later.
+	UploaderName string    `json:"uploaded_by_name,omitempty"`
+	ApproverName string    `json:"approved_by_name,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	ApprovedAt   time.Time `json:"approved_at,omitzero"`
+	WithdrawnAt  time.Time `json:"withdrawn_at,omitzero"`
 }

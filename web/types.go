@@ -79,20 +79,22 @@ type audioInfo struct {
 }
 
 type programme struct {
-	ID          string    `json:"id"`
-	Unit        string    `json:"unit"`
-	UnitPath    string    `json:"unit_path"`
-	Month       string    `json:"month"`
-	Title       string    `json:"title"`
-	Description string    `json:"description"`
-	Audio       audioInfo `json:"audio"`
-	Priority    int       `json:"priority"`
-	Status      string    `json:"status"`
-	UploadedBy  string    `json:"uploaded_by"`
-	ApprovedBy  string    `json:"approved_by"`
-	CreatedAt   time.Time `json:"created_at"`
-	ApprovedAt  time.Time `json:"approved_at"`
-	WithdrawnAt time.Time `json:"withdrawn_at"`
+	ID           string    `json:"id"`
+	Unit         string    `json:"unit"`
+	UnitPath     string    `json:"unit_path"`
+	Month        string    `json:"month"`
+	Title        string    `json:"title"`
+	Description  string    `json:"description"`
+	Audio        audioInfo `json:"audio"`
+	Priority     int       `json:"priority"`
+	Status       string    `json:"status"`
+	UploadedBy   string    `json:"uploaded_by"`
+	ApprovedBy   string    `json:"approved_by"`
+	UploaderName string    `json:"uploaded_by_name"`
+	ApproverName string    `json:"approved_by_name"`
+	CreatedAt    time.Time `json:"created_at"`
+	ApprovedAt   time.Time `json:"approved_at"`
+	WithdrawnAt  time.Time `json:"withdrawn_at"`
 }
 
 type eventRef struct {

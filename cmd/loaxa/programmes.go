@@ -12,30 +12,40 @@ import (
 
 // programme is what the CLI shows of API.md's programme.
 type programme struct {
-	ID          string    `json:"id"`
-	Unit        string    `json:"unit"`
-	Month       string    `json:"month"`
-	Title       string    `json:"title"`
-	Description string    `json:"description"`
-	Status      string    `json:"status"`
-	Priority    int       `json:"priority"`
-	SHA256      string    `json:"sha256"`
-	Size        int64     `json:"size"`
-	DurationMS  int64     `json:"duration_ms"`
-	Format      string    `json:"format"`
-	UploadedBy  string    `json:"uploaded_by"`
-	ApprovedBy  string    `json:"approved_by"`
-	CreatedAt   time.Time `json:"created_at"`
-	ApprovedAt  time.Time `json:"approved_at"`
-	WithdrawnAt time.Time `json:"withdrawn_at"`
+	ID           string    `json:"id"`
+	Unit         string    `json:"unit"`
+	Month        string    `json:"month"`
+	Title        string    `json:"title"`
+	Description  string    `json:"description"`
+	Status       string    `json:"status"`
+	Priority     int       `json:"priority"`
+	SHA256       string    `json:"sha256"`
+	Size         int64     `json:"size"`
+	DurationMS   int64     `json:"duration_ms"`
+	Format       string    `json:"format"`
+	UploadedBy   string    `json:"uploaded_by"`
+	ApprovedBy   string    `json:"approved_by"`
+	UploaderName string    `json:"uploaded_by_name"`
+	ApproverName string    `json:"approved_by_name"`
+	CreatedAt    time.Time `json:"created_at"`
+	ApprovedAt   time.Time `json:"approved_at"`
+	WithdrawnAt  time.Time `json:"withdrawn_at"`
 }
 
 func (c *cli) printProgramme(p programme) error {
 	return fields(c.stdout,
 		"id", p.ID, "title", p.Title, "description", p.Description, "unit", p.Unit, "month", p.Month,
 		"status", p.Status, "audio", fmt.Sprintf("%s, %s, %s", p.Format, length(p.DurationMS), size(p.Size)),
-		"sha256", p.SHA256, "uploaded by", p.UploadedBy, "uploaded", c.when(p.CreatedAt),
-		"approved by", p.ApprovedBy, "approved", c.when(p.ApprovedAt), "withdrawn", c.when(p.WithdrawnAt))
+		"sha256", p.SHA256, "uploaded by", named(p.UploaderName, p.UploadedBy), "uploaded", c.when(p.CreatedAt),
+		"approved by", named(p.ApproverName, p.ApprovedBy), "approved", c.when(p.ApprovedAt), "withdrawn", c.when(p.WithdrawnAt))
+}
+
+// named shows who acted by name, with the token id that proves it.
+func named(name, id string) string {
+	if name == "" || id == "" {
+		return id
+	}
+	return name + " (" + id + ")"
 }
 
 func programmeCommands() []*command {
