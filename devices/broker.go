@@ -40,12 +40,12 @@ type BrokerOptions struct {
 
 	Logger *slog.Logger // default: discard
 
-	// ClientQueue is how many packets mochi queues for writing to one
-	// client before it drops QoS 1 messages (MaximumClientWritesPending).
-	// Mochi allocates it for every connection, at 8 bytes a slot, so it
-	// is a trade of memory per device against bursts to the daemon; the
-	// default is mochi's 8192 (64 KiB per connection).
-	ClientQueue int
+	// DeviceQueue and DaemonQueue are how many packets mochi queues for
+	// writing to a device's connection and to the daemon's before it drops
+	// QoS 1 messages (its MaximumClientWritesPending, which it allocates
+	// per connection at 8 bytes a slot); 0 means DefaultDeviceQueue and
+	// DefaultDaemonQueue, whose comment says why they differ so much.
+	DeviceQueue, DaemonQueue int
 }
 
 // Broker is the embedded MQTT broker: mochi-mqtt with our access rules and
@@ -57,7 +57,7 @@ type Broker struct {
 	opts   BrokerOptions
 	log    *slog.Logger
 	server *mqtt.Server
-	tcp    *listeners.TCP
+	tcp    *queueListener
 
 	mu      sync.Mutex
 	started bool
@@ -78,8 +78,14 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 		return nil, errors.New("embedded broker: the daemon's user and password are required")
 	case opts.Listen == "":
 		return nil, errors.New("embedded broker: no listen address")
-	case opts.ClientQueue < 0 || opts.ClientQueue > math.MaxInt32:
-		return nil, fmt.Errorf("embedded broker: client queue %d is out of range", opts.ClientQueue)
+	case opts.DeviceQueue < 0 || opts.DeviceQueue > math.MaxInt32 || opts.DaemonQueue < 0 || opts.DaemonQueue > math.MaxInt32:
+		return nil, fmt.Errorf("embedded broker: write queues of %d and %d packets are out of range", opts.DeviceQueue, opts.DaemonQueue)
+	}
+	if opts.DeviceQueue == 0 {
+		opts.DeviceQueue = DefaultDeviceQueue
+	}
+	if opts.DaemonQueue == 0 {
+		opts.DaemonQueue = DefaultDaemonQueue
 	}
 	log := opts.Logger
 	if log == nil {
@@ -90,7 +96,8 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	// Mochi's limits are server-wide: it has no per-client setting, so the
 	// daemon's session is lifted by lifting them for everyone, where that
-	// costs nothing for the devices.
+	// costs nothing for the devices. The write queue, which would cost
+	// them, is sized per connection by queueListener.
 	//
 	// In-flight QoS 1 messages to one client live in a map that fills only
 	// as needed, so the maximum costs a device nothing. The daemon
@@ -107,9 +114,7 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 	// a week, and events queued for the daemon must wait for it however long
 	// it is down; 0 turns the expiry off.
 	caps.MaximumMessageExpiryInterval = 0
-	if opts.ClientQueue > 0 {
-		caps.MaximumClientWritesPending = int32(opts.ClientQueue)
-	}
+	// MaximumClientWritesPending is set per connection by queueListener.
 	// Every message of the protocol is QoS 1; a snapshot is the largest.
 	caps.MaximumQos = 1
 	caps.MaximumPacketSize = broadcast.MaxSnapshotPayload + 64<<10
@@ -132,6 +137,7 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 		log:      log,
 		info:     &server.Info.Inflight,
 		shadowed: map[*mqtt.Client]packets.Packet{},
+		holding:  map[*mqtt.Client]retainedHold{},
 	}
 	if err := server.AddHook(hook, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: add access hook: %w", err)
@@ -140,7 +146,14 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 		opts:   opts,
 		log:    log,
 		server: server,
-		tcp:    listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen}),
+		tcp: &queueListener{
+			TCP:         listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen}),
+			caps:        caps,
+			rootUser:    opts.RootUser,
+			deviceQueue: int32(opts.DeviceQueue),
+			daemonQueue: int32(opts.DaemonQueue),
+			maxConnect:  int(caps.MaximumPacketSize),
+		},
 	}, nil
 }
 
@@ -191,6 +204,16 @@ func (b *Broker) Close() error {
 	if !b.started {
 		return nil
 	}
+	// Mochi v2.7.9's own way of dropping a listener's clients
+	// (closeListenerClients → Clients.GetByListener) read-locks the client
+	// map twice, and deadlocks when a client leaving in between waits for
+	// the write lock: CI hung 20 minutes on it. So the listener is closed
+	// with a closer that does nothing, the clients are stopped from one
+	// read of the map, and Close finds the listener closed already.
+	b.server.Listeners.Close(b.tcp.ID(), func(string) {})
+	for _, cl := range b.server.Clients.GetAll() {
+		cl.Stop(packets.ErrServerShuttingDown)
+	}
 	if err := b.server.Close(); err != nil {
 		return fmt.Errorf("embedded broker: close: %w", err)
 	}
@@ -211,14 +234,27 @@ type authHook struct {
 
 	mu       sync.Mutex
 	shadowed map[*mqtt.Client]packets.Packet
+	holding  map[*mqtt.Client]retainedHold // which side of retained a client's goroutine holds, under mu
+
+	// retained orders mochi's writes of retained messages against its scans
+	// of them for a new subscription (see OnPacketSent).
+	retained sync.RWMutex
 }
+
+type retainedHold uint8
+
+const (
+	holdWrite retainedHold = 1 << iota
+	holdRead
+)
 
 func (h *authHook) ID() string { return "loaxa-access" }
 
 func (h *authHook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped,
-		mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect:
+		mqtt.OnPacketRead, mqtt.OnPacketProcessed, mqtt.OnDisconnect,
+		mqtt.OnWill, mqtt.OnRetainMessage, mqtt.OnPacketSent:
 		return true
 	}
 	return false
@@ -290,11 +326,79 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 
 // OnPublish drops the retain flag from a device's event: a retained event
 // would be delivered to the daemon again at every subscription, for ever.
+// A publish still retained is about to be stored (see OnPacketSent).
 func (h *authHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if pk.FixedHeader.Retain && !h.isRoot(cl.Properties.Username) && strings.HasSuffix(pk.TopicName, "/"+kindEvents) {
 		pk.FixedHeader.Retain = false
 	}
+	if pk.FixedHeader.Retain {
+		// Mochi stores it right after this hook (we return no error), and
+		// then calls OnRetainMessage, which releases the lock.
+		h.hold(cl, holdWrite)
+	}
 	return pk, nil
+}
+
+// OnWill takes the write side for a retained last will, which mochi stores
+// right after this hook unless the will is delayed (MQTT 5 only).
+func (h *authHook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if will.Retain && will.WillDelayInterval == 0 {
+		h.hold(cl, holdWrite)
+	}
+	return will, nil
+}
+
+// OnRetainMessage follows mochi's storing of a retained message.
+func (h *authHook) OnRetainMessage(cl *mqtt.Client, _ packets.Packet, _ int64) {
+	h.release(cl, holdWrite)
+}
+
+// OnPacketSent works around a data race in mochi v2.7.9: storing a
+// retained message writes its topic's retainPath under the topic index's
+// locks, while the scan for the retained messages of a new subscription
+// reads it without them. The daemon re-publishes every device's snapshot
+// (retained) while devices reconnect and subscribe, after each restart, and
+// the race detector caught the two in the resilience tests; a torn read of
+// the first retainPath of a topic could crash the broker. So the scan holds
+// the read side of h.retained from the SUBACK, which mochi writes just
+// before it, until the SUBSCRIBE has been processed; the store holds the
+// write side from OnPublish (or OnWill) to OnRetainMessage. Neither side
+// waits on the network meanwhile: the scan only queues what it finds.
+func (h *authHook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
+	if pk.FixedHeader.Type == packets.Suback {
+		h.hold(cl, holdRead)
+	}
+}
+
+// hold takes a side of h.retained for the client's goroutine, noting it so
+// that only what was taken is released.
+func (h *authHook) hold(cl *mqtt.Client, side retainedHold) {
+	if side == holdWrite {
+		h.retained.Lock()
+	} else {
+		h.retained.RLock()
+	}
+	h.mu.Lock()
+	h.holding[cl] |= side
+	h.mu.Unlock()
+}
+
+func (h *authHook) release(cl *mqtt.Client, side retainedHold) {
+	h.mu.Lock()
+	held := h.holding[cl]&side != 0
+	if held {
+		if h.holding[cl] &^= side; h.holding[cl] == 0 {
+			delete(h.holding, cl)
+		}
+	}
+	h.mu.Unlock()
+	switch {
+	case !held:
+	case side == holdWrite:
+		h.retained.Unlock()
+	default:
+		h.retained.RUnlock()
+	}
 }
 
 // OnPublishDropped reports what mochi threw away because a client's write
@@ -340,8 +444,14 @@ func (h *authHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	return pk, nil
 }
 
-// OnPacketProcessed puts back the record OnPacketRead put aside.
+// OnPacketProcessed puts back the record OnPacketRead put aside, and ends
+// a subscription's scan of retained messages (see OnPacketSent). Mochi
+// calls it after every SUBSCRIBE that got as far as its SUBACK.
 func (h *authHook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type == packets.Subscribe {
+		h.release(cl, holdRead)
+		return
+	}
 	if pk.FixedHeader.Type != packets.Publish {
 		return
 	}

@@ -1,11 +1,16 @@
 package devices
 
 import (
+	"bytes"
+	"io"
+	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/loaxa/loaxa/broadcast"
 )
@@ -218,5 +223,137 @@ func TestBrokerKeepsDaemonBacklog(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("the daemon's session got %d of %d unacknowledged messages", got, n)
 		}
+	}
+}
+
+// TestBrokerWriteQueues checks that the daemon's connection gets the large
+// write queue and a device's the small one, although mochi sizes them from
+// one server-wide setting.
+func TestBrokerWriteQueues(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	b, user, pass := startBroker(t, fx.store)
+	url := "tcp://" + b.Addr()
+	rootSubscriber(t, url, user, pass)
+	mustConnectDevice(t, url, fx.a)
+	queue := func(clientID string) int {
+		cl, ok := b.server.Clients.Get(clientID)
+		if !ok {
+			t.Fatalf("client %s is not connected", clientID)
+		}
+		// Mochi does not export the queue; its capacity is what it
+		// allocated.
+		return reflect.ValueOf(cl).Elem().FieldByName("State").FieldByName("outbound").Cap()
+	}
+	if got := queue("root-observer"); got != DefaultDaemonQueue {
+		t.Errorf("the daemon's write queue holds %d packets, want %d", got, DefaultDaemonQueue)
+	}
+	if got := queue("dev-" + fx.a.ID); got != DefaultDeviceQueue {
+		t.Errorf("a device's write queue holds %d packets, want %d", got, DefaultDeviceQueue)
+	}
+}
+
+func TestPeekConnect(t *testing.T) {
+	t.Parallel()
+	connect := func(user string) []byte {
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4}
+		pk.Connect.ProtocolName = []byte("MQTT")
+		pk.Connect.ClientIdentifier = "dev-1"
+		pk.Connect.Keepalive = 30
+		if user != "" {
+			pk.Connect.UsernameFlag, pk.Connect.Username = true, []byte(user)
+			pk.Connect.PasswordFlag, pk.Connect.Password = true, []byte("secret")
+		}
+		var buf bytes.Buffer
+		if err := pk.ConnectEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	trailer := []byte{0x82, 0x01} // the start of a SUBSCRIBE sent right behind
+	for _, tc := range []struct {
+		name, user string
+		in         []byte
+	}{
+		{"with a username", "14755-03", append(connect("14755-03"), trailer...)},
+		{"without one", "", connect("")},
+		{"not a connect", "", []byte{0x30, 0x02, 0x00, 0x00}},
+		{"truncated length", "", []byte{0x10, 0xff, 0xff, 0xff, 0xff, 0x01}},
+	} {
+		client, server := net.Pipe()
+		go func() {
+			_, _ = client.Write(tc.in)
+			_ = client.Close()
+		}()
+		head, user, err := peekConnect(server, 1<<16, 5*time.Second)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		rest, _ := io.ReadAll(&replayConn{Conn: server, head: head, created: func() {}})
+		if user != tc.user || !bytes.Equal(rest, tc.in) {
+			t.Errorf("%s: user %q, replayed %x; want %q, %x", tc.name, user, rest, tc.user, tc.in)
+		}
+	}
+}
+
+// TestBrokerRetainedWhileSubscribing publishes a device's retained schedule
+// over and over while the device subscribes to it over and over, as after a
+// restart of the daemon: the lock that orders the two in mochi (see
+// authHook.OnPacketSent) must neither deadlock nor keep the schedule from
+// the device. The race it prevents showed in the resilience tests; this
+// test does not reproduce it reliably.
+func TestBrokerRetainedWhileSubscribing(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	b, user, pass := startBroker(t, fx.store)
+	url := "tcp://" + b.Addr()
+	root, _ := rootSubscriber(t, url, user, pass)
+	tp, _ := newTopics(testRoot)
+	topic := tp.device(fx.a.ID, kindSchedule)
+	if tok := root.Publish(topic, 1, true, []byte("first")); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish: %v", tok.Error())
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	defer func() { close(stop); <-done }()
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			// Many outstanding, so that stores follow each other closely.
+			if tok := root.Publish(topic, 1, true, []byte{byte(i)}); i%200 == 0 {
+				tok.WaitTimeout(5 * time.Second)
+			}
+		}
+	}()
+	for range 50 {
+		got := make(chan string, 100)
+		co := paho.NewClientOptions().AddBroker(url).SetClientID("dev-" + fx.a.ID).SetUsername(fx.a.ID).SetPassword(fx.a.Secret).
+			SetCleanSession(true).SetAutoReconnect(false).
+			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { got <- m.Topic() })
+		d := paho.NewClient(co)
+		if tok := d.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatalf("device connect: %v", tok.Error())
+		}
+		// At QoS 0, so that no retained message is left in flight for
+		// the next connection's SUBSCRIBE to collide with.
+		if tok := d.Subscribe(topic, 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			d.Disconnect(0)
+			t.Fatalf("subscribe: %v", tok.Error())
+		}
+		select {
+		case m := <-got:
+			if m != topic {
+				t.Errorf("got %s, want the retained schedule", m)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no retained schedule after subscribing")
+		}
+		d.Disconnect(0)
 	}
 }
