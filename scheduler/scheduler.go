@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
@@ -32,7 +33,6 @@ type Store interface {
 	PutAirings(ctx context.Context, airings []*broadcast.Airing, op *broadcast.OpEntry) error
 	UpdateAiring(ctx context.Context, id string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) (*broadcast.Airing, error)
 	UpdateAirings(ctx context.Context, ids []string, fn func(*broadcast.Airing) error, op *broadcast.OpEntry) ([]*broadcast.Airing, error)
-	NextSnapshotRev(ctx context.Context, device string) (uint64, error)
 }
 
 // Publisher delivers snapshots and immediate commands to devices.
@@ -76,14 +76,19 @@ type Scheduler struct {
 	opts Options
 	log  *slog.Logger
 	wake chan struct{}
-	// revBase lifts every snapshot rev by the process's start time in
-	// microseconds. The stored counter alone goes backwards when the
-	// database is restored from a backup (or survives a crash that lost
-	// its last commits), and devices ignore a rev they have already passed:
-	// they would never take a new schedule again. With the base, a new
-	// process always outbids the old one unless the wall clock went back
-	// by more than the time between them.
-	revBase uint64
+	// rev is the last snapshot rev handed out; it starts at the process's
+	// start time in microseconds and counts up by one per snapshot, for
+	// every device alike (a device only compares its own revs). A new
+	// process thus outbids the old one unless the wall clock went back by
+	// more than the time between their starts, less a microsecond per
+	// snapshot the old one sent. A counter in storage would add nothing to
+	// that: restored from a backup, or after a crash that lost its last
+	// commits, it goes backwards, and the clock had to cover it anyway. And
+	// it cost a group commit per snapshot, which each publisher waited for
+	// before its publish.
+	rev atomic.Uint64
+	// steps counts the loop's finished passes, for Settled.
+	steps atomic.Uint64
 
 	// The loop's own state; only Run's goroutine touches it.
 	started     time.Time
@@ -122,11 +127,10 @@ func New(opts Options) (*Scheduler, error) {
 		opts.PlanMargin = 10 * time.Minute
 	}
 	s := &Scheduler{
-		opts:    opts,
-		log:     opts.Logger,
-		wake:    make(chan struct{}, 1),
-		revBase: uint64(time.Now().UnixMicro()),
-		dirty:   map[string]bool{},
+		opts:  opts,
+		log:   opts.Logger,
+		wake:  make(chan struct{}, 1),
+		dirty: map[string]bool{},
 		planned: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "loaxa_scheduler_airings_planned_total", Help: "Airings planned for approved programmes.",
 		}),
@@ -153,6 +157,7 @@ func New(opts Options) (*Scheduler, error) {
 			}
 		}
 	}
+	s.rev.Store(uint64(time.Now().UnixMicro()))
 	return s, nil
 }
 
@@ -338,6 +343,29 @@ func (s *Scheduler) Touch(stations ...string) {
 	}
 }
 
+// Settled waits until a pass of the loop that started after the call has
+// finished, or ctx ends: whatever the loop was doing when Settled was
+// called (a verdict and the make-up it calls for are one pass) is then
+// done. It wakes the loop for that pass. For tests and tools that move a
+// fake clock and need the loop's answer before moving it again.
+func (s *Scheduler) Settled(ctx context.Context) error {
+	// A pass in progress may have started before the call: two passes
+	// end, at most, before one has started after it.
+	want := s.steps.Load() + 2
+	for s.steps.Load() < want {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // Run is the dispatch loop. It returns when ctx is done.
 func (s *Scheduler) Run(ctx context.Context) error {
 	if err := s.begin(); err != nil {
@@ -345,6 +373,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	for {
 		s.step(ctx)
+		s.steps.Add(1)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -396,11 +425,47 @@ func (s *Scheduler) step(ctx context.Context) {
 	}
 }
 
-// publishers is how many stations publish at once. Each device's snapshot
-// takes a rev from storage's group commit and a broker round trip; done one
-// after another, a province would wait on hundreds of fsyncs, done side by
-// side they share a handful.
-const publishers = 32
+// publishers is how many stations publish at once. Each waits for the
+// broker's acknowledgement of a snapshot before the next, so their number
+// bounds the publishes outstanding: measured at 10,047 devices, a bare
+// publisher with 128 outstanding is as fast as with 1,000.
+const publishers = 128
+
+// bulkAbove is how many dirty stations make a pass read every station and
+// device in two scans rather than two lookups per station: a restart's
+// RefreshAll, a national programme.
+const bulkAbove = 256
+
+// passInfo is what a pass knows of its stations beforehand; nil maps mean
+// each station is looked up as it is published.
+type passInfo struct {
+	stations map[string]broadcast.Station
+	devices  map[string][]broadcast.Device
+}
+
+func (s *Scheduler) prefetch(n int) passInfo {
+	if n <= bulkAbove {
+		return passInfo{}
+	}
+	stations, err := s.opts.Store.Stations("")
+	if err != nil {
+		s.log.Warn("read every station for a large pass; looking them up one by one", "err", err)
+		return passInfo{}
+	}
+	devs, err := s.opts.Store.Devices("")
+	if err != nil {
+		s.log.Warn("read every device for a large pass; looking them up one by one", "err", err)
+		return passInfo{}
+	}
+	p := passInfo{stations: make(map[string]broadcast.Station, len(stations)), devices: make(map[string][]broadcast.Device, len(stations))}
+	for _, st := range stations {
+		p.stations[st.ID] = st
+	}
+	for _, d := range devs {
+		p.devices[d.Station] = append(p.devices[d.Station], d)
+	}
+	return p
+}
 
 func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
 	s.mu.Lock()
@@ -411,6 +476,7 @@ func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
 	s.dirty = map[string]bool{}
 	s.mu.Unlock()
 	sort.Strings(stations)
+	pass := s.prefetch(len(stations))
 
 	work := make(chan string)
 	var wg sync.WaitGroup
@@ -421,7 +487,7 @@ func (s *Scheduler) publishDirty(ctx context.Context, now time.Time) {
 		go func() {
 			defer wg.Done()
 			for st := range work {
-				ids, err := s.publishStation(ctx, st, now)
+				ids, err := s.publishStation(ctx, st, now, pass)
 				if err != nil {
 					s.failures.Inc()
 					s.log.Warn("publish station schedule; will retry", "station", st, "err", err)
@@ -466,12 +532,18 @@ func (s *Scheduler) markSent(ctx context.Context, ids []string, now time.Time) {
 
 // publishStation sends every enabled device of a station its snapshot and
 // returns the planned airings in it, which are now sent.
-func (s *Scheduler) publishStation(ctx context.Context, station string, now time.Time) ([]string, error) {
-	devs, err := s.opts.Store.Devices(station)
-	if err != nil {
-		return nil, fmt.Errorf("devices of station %s: %w", station, err)
+func (s *Scheduler) publishStation(ctx context.Context, station string, now time.Time, pass passInfo) ([]string, error) {
+	devs, ok := pass.devices[station]
+	if !ok && pass.devices == nil {
+		var err error
+		if devs, err = s.opts.Store.Devices(station); err != nil {
+			return nil, fmt.Errorf("devices of station %s: %w", station, err)
+		}
 	}
-	items, airings, err := s.items(station, now)
+	if len(devs) == 0 {
+		return nil, nil
+	}
+	items, airings, err := s.items(station, now, pass)
 	if err != nil {
 		return nil, err
 	}
@@ -480,12 +552,7 @@ func (s *Scheduler) publishStation(ctx context.Context, station string, now time
 		if d.Disabled {
 			continue
 		}
-		n, err := s.opts.Store.NextSnapshotRev(ctx, d.ID)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot rev of %s: %w", d.ID, err)
-		}
-		rev := s.revBase + n
-		snap := broadcast.Snapshot{V: broadcast.ProtocolVersion, Device: d.ID, Station: station, Rev: rev, IssuedAt: now, Items: items}
+		snap := broadcast.Snapshot{V: broadcast.ProtocolVersion, Device: d.ID, Station: station, Rev: s.rev.Add(1), IssuedAt: now, Items: items}
 		if err := s.opts.Publisher.PublishSnapshot(ctx, snap); err != nil {
 			return nil, fmt.Errorf("publish snapshot of %s: %w", d.ID, err)
 		}
@@ -506,9 +573,11 @@ func (s *Scheduler) publishStation(ctx context.Context, station string, now time
 
 // items is a station's upcoming schedule: every airing not cancelled whose
 // not_after is still ahead, up to the lead time.
-func (s *Scheduler) items(station string, now time.Time) ([]broadcast.Item, []*broadcast.Airing, error) {
+func (s *Scheduler) items(station string, now time.Time, pass passInfo) ([]broadcast.Item, []*broadcast.Airing, error) {
 	loc := time.UTC
-	if st, err := s.opts.Store.Station(station); err == nil {
+	if st, ok := pass.stations[station]; ok {
+		loc = s.location(st)
+	} else if st, err := s.opts.Store.Station(station); err == nil {
 		loc = s.location(st)
 	}
 	// Looking back by the start tolerance keeps an airing that should be

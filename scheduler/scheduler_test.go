@@ -2,7 +2,9 @@ package scheduler
 
 import (
 	"context"
+	"maps"
 	"os"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -331,7 +333,7 @@ func BenchmarkDispatchStep(b *testing.B) {
 	}
 	due := 0
 	for _, st := range stations {
-		items, _, _ := h.s.items(st.ID, h.clock.Now())
+		items, _, _ := h.s.items(st.ID, h.clock.Now(), passInfo{})
 		due += len(items)
 	}
 	b.ResetTimer()
@@ -386,5 +388,50 @@ func TestSurplusMakeUpCancelled(t *testing.T) {
 	got, err := h.store.Airing(makeup.ID)
 	if err != nil || got.Status != broadcast.StatusCancelled {
 		t.Fatalf("make-up is %s, want cancelled now that the month is met", got.Status)
+	}
+}
+
+// TestLargePassReadsInBulk: a pass over more than bulkAbove stations (a
+// restart's RefreshAll) reads every station and device at once; what each
+// device gets must be what a pass over its station alone sends it, and
+// disabled devices get nothing either way.
+func TestLargePassReadsInBulk(t *testing.T) {
+	h := newHarness(t, thanhHoa)
+	ctx := context.Background()
+	stations, err := h.store.Stations("")
+	if err != nil || len(stations) <= bulkAbove {
+		t.Fatalf("%d stations (%v), want more than %d", len(stations), err, bulkAbove)
+	}
+	var devs []broadcast.Device
+	for i, st := range stations {
+		devs = append(devs, broadcast.Device{ID: st.ID + "-01", Station: st.ID, Disabled: i%50 == 7})
+	}
+	if err := h.store.AddDevices(ctx, devs, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Set(time.Date(2026, 11, 28, 9, 0, 0, 0, ict))
+	if _, err := h.s.PlanProgramme(ctx, h.programme(t, "38", "2026-12"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.s.begin(); err != nil {
+		t.Fatal(err)
+	}
+	h.s.step(ctx)
+	bulk := maps.Clone(h.out.snapshots)
+	for _, d := range devs {
+		if _, got := bulk[d.ID]; got == d.Disabled {
+			t.Fatalf("device %s (disabled %v): snapshot sent %v", d.ID, d.Disabled, got)
+		}
+	}
+	for _, d := range devs[:20] {
+		h.s.Touch(d.Station)
+		h.s.step(ctx)
+		one, big := h.out.snapshots[d.ID], bulk[d.ID]
+		if d.Disabled {
+			continue
+		}
+		if one.Rev <= big.Rev || one.Station != big.Station || !reflect.DeepEqual(one.Items, big.Items) || len(one.Items) == 0 {
+			t.Fatalf("device %s: alone %+v, in bulk %+v", d.ID, one, big)
+		}
 	}
 }

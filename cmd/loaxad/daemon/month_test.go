@@ -311,6 +311,13 @@ func (m *month) settle() {
 		}
 		return true
 	})
+	// A verdict's make-up is planned in the same pass of the loop, a
+	// moment after the verdict is stored.
+	ctx, cancel := context.WithTimeout(m.ctx, 20*time.Second)
+	defer cancel()
+	if err := m.d.sched.Settled(ctx); err != nil {
+		m.t.Fatalf("at %v: the scheduler's loop did not finish a pass: %v", m.clock.Now(), err)
+	}
 }
 
 // plan is the month's airings of the three stations as a comparable text:
