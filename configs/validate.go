@@ -138,6 +138,9 @@ func (c Config) checks() []check {
 		failf("retention", "must be at least %s (a year), got %s: the yearly report needs the whole year's evidence",
 			shortDuration(minRetention), shortDuration(c.Retention))
 	}
+	if c.MemoryLimitMiB < 0 {
+		failf("memory_limit_mib", "must not be negative, got %d (0 for no limit)", c.MemoryLimitMiB)
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

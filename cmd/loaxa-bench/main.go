@@ -89,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	mosq := fs.String("mosquitto-bin", "", "Mosquitto binary (default: /usr/sbin/mosquitto, or mosquitto on PATH)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up on a timed phase after this long")
 	md := fs.String("markdown", "", "also write the report as markdown to this file")
-	prof := fs.String("cpuprofile", "", "write CPU profiles of the daemon's process during its fan-out and ingestion into this directory")
+	prof := fs.String("cpuprofile", "", "write CPU profiles of the daemon's process during its fan-out and ingestion, and heap profiles after each, into this directory")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()

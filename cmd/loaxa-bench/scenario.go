@@ -69,10 +69,8 @@ type Result struct {
 	BareFromPublish time.Duration `json:"bare_from_publish"`
 	// The daemon's fan-out taken apart: the bare publisher keeping only
 	// as many publishes outstanding as the scheduler has workers (each
-	// waits for its acknowledgement), and the workers' snapshot revs
-	// alone (NextSnapshotRev from as many goroutines, no MQTT).
+	// waits for its acknowledgement).
 	BareWorkers time.Duration `json:"bare_workers"`
-	RevsAlone   time.Duration `json:"revs_alone"`
 	// The CPU the processes used during the daemon's fan-out (the median
 	// round, from daemon.Start) and during its ingestion: on a machine of
 	// few CPUs the daemon, the broker and the devices compete for them.
@@ -86,6 +84,9 @@ type Result struct {
 	RawEvents    int           `json:"raw_events"`
 	RawStorage   time.Duration `json:"raw_storage"` // AppendEvent from 64 goroutines
 	RawCommits   storage.Stats `json:"raw_commits"` // the store's counters over that run
+	// The store's counters over the daemon's ingestion: how its workers'
+	// appends group into commits.
+	IngestCommits storage.Stats `json:"ingest_commits"`
 
 	// The daemon's process (with the embedded broker, the broker too).
 	RSSIdle        int64 `json:"rss_idle"`         // after the first fan-out, every device connected
@@ -258,10 +259,10 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	say("%d devices connected and subscribed in %.1f s", len(ids), cr.Seconds)
 
 	// The fan-out is the daemon's start: the scheduler's first pass
-	// (RefreshAll, as after every restart) marks every station dirty and
-	// publishes their snapshots with its 32 workers, each taking a rev from
-	// storage (NextSnapshotRev, group committed) and waiting for the
-	// broker's acknowledgement of Hub.PublishSnapshot. An approved programme
+	// (RefreshAll, as after every restart) marks every station dirty, reads
+	// every station and device, and publishes their snapshots with its 128
+	// workers, each waiting for the broker's acknowledgement of
+	// Hub.PublishSnapshot before its next. An approved programme
 	// goes the same way (Touch, then the same workers). Each round restarts
 	// the daemon, then has the bare publisher send the same bytes.
 	rss := sampleRSS(100 * time.Millisecond)
@@ -320,6 +321,7 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 		if round == 0 {
 			res.RSSIdle, _ = readRSS("self")
 			res.Idle = readMemory()
+			spec.heapProfile("idle")
 		}
 		if err := fl.call("bare", root, &sp); err != nil {
 			return res, fmt.Errorf("bare fan-out: %w", err)
@@ -340,11 +342,7 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 		return res, fmt.Errorf("bare fan-out, %d outstanding: %w", schedulerWorkers, err)
 	}
 	res.BareWorkers = nanos(sp.Last - sp.First)
-	settle()
-	if res.RevsAlone, err = revsAlone(ctx, d.Store(), ids); err != nil {
-		return res, err
-	}
-	say("the fan-out apart: bare with %d outstanding %s, snapshot revs alone %s", schedulerWorkers, ms(res.BareWorkers), ms(res.RevsAlone))
+	say("the fan-out apart: bare with %d outstanding %s", schedulerWorkers, ms(res.BareWorkers))
 
 	var sr signResult
 	if err := fl.call("sign", signArgs{PerDevice: spec.EventsPerDevice}, &sr); err != nil {
@@ -355,13 +353,16 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	started := time.Now()
 	daemonCPU, brokerCPU := cpu.read()
 	stopProfile := spec.profile("ingest")
+	ist0 := d.Store().Stats()
 	if err := fl.call("events", waitArgs{Timeout: spec.Timeout}, &sp); err != nil {
 		return res, fmt.Errorf("event ingestion: %w", err)
 	}
 	stopProfile()
+	res.IngestCommits = commitsSince(ist0, d.Store().Stats())
 	res.IngestCPU = cpu.since(started, daemonCPU, brokerCPU, sp.CPU)
 	res.IngestDaemon = nanos(sp.Last - sp.Start)
 	res.RSSAfterEvents, _ = readRSS("self")
+	spec.heapProfile("events")
 	say("daemon ingestion: %d events with receipts in %s", res.Events, ms(res.IngestDaemon))
 	settle()
 	if err := fl.call("sink", root, &sp); err != nil {
@@ -393,14 +394,18 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	if err != nil {
 		return res, fmt.Errorf("raw storage: %w", err)
 	}
-	st := d.Store().Stats()
 	res.RawEvents, res.RawStorage = n, took
-	res.RawCommits = storage.Stats{
+	res.RawCommits = commitsSince(st0, d.Store().Stats())
+	say("storage raw group commit: %d events in %s", n, ms(took))
+	return res, nil
+}
+
+// commitsSince is the group commit's work between two readings.
+func commitsSince(st0, st storage.Stats) storage.Stats {
+	return storage.Stats{
 		EventsAppended: st.EventsAppended - st0.EventsAppended, Commits: st.Commits - st0.Commits,
 		CommitTime: st.CommitTime - st0.CommitTime, ApplyTime: st.ApplyTime - st0.ApplyTime,
 	}
-	say("storage raw group commit: %d events in %s", n, ms(took))
-	return res, nil
 }
 
 // registry is the embedded broker's device registry: the device records
@@ -425,33 +430,7 @@ func (r registry) Device(id string) (broadcast.Device, error) {
 
 // schedulerWorkers is how many stations the scheduler publishes at once
 // (scheduler.publishers).
-const schedulerWorkers = 32
-
-// revsAlone takes a snapshot rev for every device from schedulerWorkers
-// goroutines, as the scheduler's workers do before each publish: the
-// storage share of the fan-out. The revs it takes are skipped, which a
-// device does not notice (it keeps the highest).
-func revsAlone(ctx context.Context, s *storage.Store, ids []string) (time.Duration, error) {
-	var wg sync.WaitGroup
-	var failed atomic.Pointer[error]
-	var next atomic.Int64
-	start := time.Now()
-	for range schedulerWorkers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < len(ids); i = int(next.Add(1)) - 1 {
-				if _, err := s.NextSnapshotRev(ctx, ids[i]); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		return 0, *err
-	}
-	return time.Since(start), nil
-}
+const schedulerWorkers = 128
 
 // rawWorkers is the concurrency of storage's BenchmarkAppendEvent.
 const rawWorkers = 64
@@ -608,6 +587,20 @@ func (spec Spec) profile(phase string) (stop func()) {
 		pprof.StopCPUProfile()
 		_ = f.Close()
 	}
+}
+
+// heapProfile writes a heap profile of this process (the daemon's) beside
+// the CPU profiles, if asked.
+func (spec Spec) heapProfile(phase string) {
+	if spec.CPUProfiles == "" {
+		return
+	}
+	f, err := os.Create(filepath.Join(spec.CPUProfiles, fmt.Sprintf("%s-%d-%s-heap.pprof", spec.Broker, spec.Devices, phase)))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 // settle waits, at most 10 s, until this process is idle: the daemon
