@@ -83,7 +83,7 @@ func (s *Scheduler) makeUpStation(ctx context.Context, now time.Time, lost []*br
 		Makeups: short, Replaces: replaces,
 	})
 	if len(plan) > 0 {
-		op := &broadcast.OpEntry{At: now, Actor: "system", Action: "airing.makeup", Subject: st.ID,
+		op := &broadcast.OpEntry{At: now, Actor: "system", Action: "airing.makeup", Subject: st.ID, Unit: st.Path,
 			Detail: fmt.Appendf(nil, `{"programme":%q,"month":%q,"planned":%d,"short":%d}`, prog.ID, prog.Month, len(plan), short)}
 		if err := s.opts.Store.PutAirings(ctx, plan, op); err != nil {
 			return fmt.Errorf("store make-ups: %w", err)
@@ -148,9 +148,18 @@ func (s *Scheduler) cancelSurplus(ctx context.Context, now time.Time) int {
 			}
 		}
 		keep := max(0, s.opts.Policy.Required()-aired-firm)
+		var unit string // the station's path, for the operations log's scoping
+		if len(movable) > keep {
+			st, err := s.opts.Store.Station(k.station)
+			if err != nil {
+				s.log.Error("cancel surplus make-ups", "station", k.station, "err", err)
+				continue
+			}
+			unit = st.Path
+		}
 		for i := len(movable) - 1; i >= keep; i-- {
 			a := movable[i]
-			op := &broadcast.OpEntry{At: now, Actor: "system", Action: "airing.cancel", Subject: a.ID, Detail: []byte(`{"reason":"make-up no longer needed"}`)}
+			op := &broadcast.OpEntry{At: now, Actor: "system", Action: "airing.cancel", Subject: a.ID, Unit: unit, Detail: []byte(`{"reason":"make-up no longer needed"}`)}
 			_, err := s.opts.Store.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error {
 				if !a.Status.Final() {
 					a.Status, a.Reason, a.UpdatedAt = broadcast.StatusCancelled, "make-up no longer needed: the month is met", now

@@ -265,7 +265,7 @@ func (s *Scheduler) reslot(ctx context.Context, st broadcast.Station, loc *time.
 	moved := 0
 	for _, d := range displaced {
 		start, ok := broadcast.Reslot(d, taken, loc, now.Add(s.opts.PlanMargin), s.opts.Policy)
-		op := &broadcast.OpEntry{At: now, Actor: actor, Action: "airing.displace", Subject: d.ID,
+		op := &broadcast.OpEntry{At: now, Actor: actor, Action: "airing.displace", Subject: d.ID, Unit: st.Path,
 			Detail: fmt.Appendf(nil, `{"from":%q,"to":%q}`, d.Start.Format(time.RFC3339), start.Format(time.RFC3339))}
 		a, err := s.opts.Store.UpdateAiring(ctx, d.ID, func(a *broadcast.Airing) error {
 			if ok {

@@ -389,6 +389,16 @@ func TestSurplusMakeUpCancelled(t *testing.T) {
 	if err != nil || got.Status != broadcast.StatusCancelled {
 		t.Fatalf("make-up is %s, want cancelled now that the month is met", got.Status)
 	}
+	// Both of the system's changes name the station's unit, so that the
+	// district's auditor reads them in the operations log.
+	units := map[string]string{}
+	if err := h.store.Ops(0, func(o broadcast.OpEntry) error { units[o.Action] = o.Unit; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := h.store.Station("14755")
+	if units["airing.makeup"] != st.Path || units["airing.cancel"] != st.Path {
+		t.Errorf("the operations log files the make-up under %q and its cancellation under %q, want %q", units["airing.makeup"], units["airing.cancel"], st.Path)
+	}
 }
 
 // TestLargePassReadsInBulk: a pass over more than bulkAbove stations (a
