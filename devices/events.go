@@ -304,10 +304,12 @@ func (h *Hub) checkGaps() {
 		}
 		h.mu.Unlock()
 		if report {
-			h.m.seqGaps.Inc()
+			// Logged before it is counted, so that whoever sees the
+			// counter move finds the line.
 			h.log.Error("device fault: events lost, a gap in the event seq was not filled in time",
 				"device", d, "logged_upto", st.Upto, "missing_from", st.Upto+1, "max_logged", st.Max,
 				"open_since", since, "timeout", h.opts.SeqGapTimeout)
+			h.m.seqGaps.Inc()
 		}
 	}
 }
