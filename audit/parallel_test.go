@@ -12,10 +12,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/loaxa/loaxa/audit/audittest"
 	"github.com/loaxa/loaxa/broadcast"
 )
 
@@ -273,18 +273,18 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			)
 			for b.Loop() {
 				b.StopTimer()
-				before, beforeCPU := allCoresVerifyRate(env.Body, time.Second)
+				before, beforeCPU := audittest.AllCoresVerifyRate(env.Body, time.Second)
 				b.StartTimer()
-				start, startCPU := time.Now(), busyCPU()
+				start, startCPU := time.Now(), audittest.BusyCPU()
 				pv := NewParallelVerifier(func(d string) (DeviceKey, bool) { k, ok := benchKeys[d]; return k, ok }, workers)
 				for _, e := range log {
 					pv.AsRun(e)
 				}
 				last := log[len(log)-1]
 				r := pv.Result(last.Hash, last.Seq, broadcast.Hash{}, 0)
-				wall, cpu = wall+time.Since(start), cpu+busyCPU()-startCPU
+				wall, cpu = wall+time.Since(start), cpu+audittest.BusyCPU()-startCPU
 				b.StopTimer()
-				after, afterCPU := allCoresVerifyRate(env.Body, time.Second)
+				after, afterCPU := audittest.AllCoresVerifyRate(env.Body, time.Second)
 				b.StartTimer()
 				if !r.OK {
 					b.Fatalf("%s", problemsOf(r))
@@ -305,35 +305,6 @@ func BenchmarkVerifyParallel(b *testing.B) {
 			}
 		})
 	}
-}
-
-// allCoresVerifyRate is how many signatures of msg every core checks per
-// second, for about d, and the CPU time in µs each took (0 where busyCPU is
-// not measured).
-func allCoresVerifyRate(msg []byte, d time.Duration) (perSecond, cpuMicros float64) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	sig := ed25519.Sign(priv, msg)
-	var total atomic.Int64
-	var wg sync.WaitGroup
-	start, startCPU := time.Now(), busyCPU()
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			n := int64(0)
-			for time.Since(start) < d {
-				for range 16 {
-					if !ed25519.Verify(pub, msg, sig) {
-						panic("bad signature")
-					}
-				}
-				n += 16
-			}
-			total.Add(n)
-		})
-	}
-	wg.Wait()
-	took, cpu := time.Since(start), busyCPU()-startCPU
-	n := float64(total.Load())
-	return n / took.Seconds(), cpu / n * 1e6
 }
 
 // BenchmarkVerifyBundle verifies a bundle of 200,000 of those entries from

@@ -6,16 +6,13 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/loaxa/loaxa/audit"
+	"github.com/loaxa/loaxa/audit/audittest"
 	"github.com/loaxa/loaxa/broadcast"
 	bolt "go.etcd.io/bbolt"
 )
@@ -618,18 +615,18 @@ func BenchmarkVerifyLogs(b *testing.B) {
 	msg := verifyFixture(b, s, n)
 	ctx := context.Background()
 	var (
-		wall, cpu       time.Duration
-		refRate, refCPU float64 // summed over the iterations
+		wall                 time.Duration
+		cpu, refRate, refCPU float64 // summed over the iterations; cpu in seconds
 	)
 	for b.Loop() {
 		b.StopTimer()
-		before, beforeCPU := allCoresVerifyRate(msg, time.Second)
+		before, beforeCPU := audittest.AllCoresVerifyRate(msg, time.Second)
 		b.StartTimer()
-		start, startCPU := time.Now(), processCPU()
+		start, startCPU := time.Now(), audittest.BusyCPU()
 		r, err := audit.VerifyLogs(ctx, s, 0)
-		took, tookCPU := time.Since(start), processCPU()-startCPU
+		took, tookCPU := time.Since(start), audittest.BusyCPU()-startCPU
 		b.StopTimer()
-		after, afterCPU := allCoresVerifyRate(msg, time.Second)
+		after, afterCPU := audittest.AllCoresVerifyRate(msg, time.Second)
 		b.StartTimer()
 		if err != nil || !r.OK || r.Entries != n {
 			b.Fatalf("%v %+v", err, r.Problems)
@@ -637,68 +634,16 @@ func BenchmarkVerifyLogs(b *testing.B) {
 		wall, cpu = wall+took, cpu+tookCPU
 		ref := (before + after) / 2
 		refRate, refCPU = refRate+ref, refCPU+(beforeCPU+afterCPU)/2
-		b.Logf("%.0f entries/s, %.1f cpu-µs/entry; all cores verify %.0f/s before, %.0f/s after: x%.2f", n/took.Seconds(), tookCPU.Seconds()/n*1e6, before, after, n/took.Seconds()/ref)
+		b.Logf("%.0f entries/s, %.1f cpu-µs/entry; all cores verify %.0f/s before, %.0f/s after: x%.2f", n/took.Seconds(), tookCPU/n*1e6, before, after, n/took.Seconds()/ref)
 	}
 	rate, ref := float64(b.N*n)/wall.Seconds(), refRate/float64(b.N)
 	b.ReportMetric(rate, "entries/s")
 	b.ReportMetric(ref, "allcores-verifies/s")
 	b.ReportMetric(rate/ref, "x-allcores")
 	if cpu > 0 && refCPU > 0 {
-		perEntry := cpu.Seconds() / float64(b.N*n) * 1e6
+		perEntry := cpu / float64(b.N*n) * 1e6
 		b.ReportMetric(perEntry, "cpu-µs/entry")
 		b.ReportMetric(refCPU/float64(b.N)/perEntry, "x-allcores-cpu")
-		b.ReportMetric(cpu.Seconds()/wall.Seconds(), "busy-cores")
+		b.ReportMetric(cpu/wall.Seconds(), "busy-cores")
 	}
-}
-
-// allCoresVerifyRate is how many signatures of msg every core checks per
-// second, for about d, and the CPU time in µs that each took (0 where
-// processCPU is not measured).
-func allCoresVerifyRate(msg []byte, d time.Duration) (perSecond, cpuMicros float64) {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	sig := ed25519.Sign(priv, msg)
-	var total atomic.Int64
-	var wg sync.WaitGroup
-	start, startCPU := time.Now(), processCPU()
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			n := int64(0)
-			for time.Since(start) < d {
-				for range 16 {
-					if !ed25519.Verify(pub, msg, sig) {
-						panic("bad signature")
-					}
-				}
-				n += 16
-			}
-			total.Add(n)
-		})
-	}
-	wg.Wait()
-	took, cpu := time.Since(start), processCPU()-startCPU
-	n := float64(total.Load())
-	return n / took.Seconds(), cpu.Seconds() / n * 1e6
-}
-
-// processCPU is the CPU time, user and system, this process has used, from
-// /proc (Linux, in ticks of 10 ms): 0 elsewhere. Unlike wall time, what
-// other processes take of a shared machine is not in it.
-func processCPU() time.Duration {
-	stat, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	// The fields after the command, which is in parentheses and may hold
-	// spaces: state is the first, utime and stime the 12th and 13th.
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0
-	}
-	const tick = 10 * time.Millisecond // USER_HZ is 100 on every Linux port
-	return time.Duration(utime+stime) * tick
 }

@@ -1,13 +1,13 @@
 //go:build unix
 
-package audit
+package audittest
 
 import "syscall"
 
-// busyCPU is the CPU time this process has used, user and system, in
+// BusyCPU is the CPU time this process has used, user and system, in
 // seconds: unlike wall time, what other processes on a shared machine take
 // is not in it.
-func busyCPU() float64 {
+func BusyCPU() float64 {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
