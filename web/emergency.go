@@ -309,26 +309,13 @@ type liveRow struct {
 	Devices       []deviceRow
 }
 
-func (s *Server) emergencyLive(w http.ResponseWriter, r *http.Request, ss *session) {
-	v := s.view(r, ss, "emergency.live.title")
+// emergencyLiveData is what the live page of a broadcast shows.
+func (s *Server) emergencyLiveData(r *http.Request, ss *session) (any, error) {
 	d, err := s.liveData(r, ss)
 	if err != nil {
-		s.fail(w, r, ss, err)
-		return
+		return nil, err
 	}
-	v.Data = map[string]any{"Programmes": d, "Query": r.URL.RawQuery}
-	s.render(w, http.StatusOK, "emergency_live", v)
-}
-
-func (s *Server) emergencyLivePart(w http.ResponseWriter, r *http.Request, ss *session) {
-	v := s.view(r, ss, "emergency.live.title")
-	d, err := s.liveData(r, ss)
-	if err != nil {
-		s.fail(w, r, ss, err)
-		return
-	}
-	v.Data = map[string]any{"Programmes": d, "Query": r.URL.RawQuery}
-	s.renderPart(w, "emergency_live", "live", v)
+	return map[string]any{"Programmes": d, "Query": r.URL.RawQuery}, nil
 }
 
 // liveData follows emergency broadcasts by their airings: which devices

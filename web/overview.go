@@ -38,27 +38,26 @@ type overviewData struct {
 
 const overviewRows = 15
 
-func (s *Server) overview(w http.ResponseWriter, r *http.Request, ss *session) {
-	v := s.view(r, ss, "overview.title")
-	d, err := s.overviewData(r, ss)
-	if err != nil {
-		s.fail(w, r, ss, err)
-		return
+// livePage serves a page and its "live" part, which app.js polls, from one
+// reading of the data, so that the refreshed part shows what the page did.
+func (s *Server) livePage(title, tmpl string, data func(*http.Request, *session) (any, error)) (page, part func(http.ResponseWriter, *http.Request, *session)) {
+	serve := func(whole bool) func(http.ResponseWriter, *http.Request, *session) {
+		return func(w http.ResponseWriter, r *http.Request, ss *session) {
+			v := s.view(r, ss, title)
+			d, err := data(r, ss)
+			if err != nil {
+				s.fail(w, r, ss, err)
+				return
+			}
+			v.Data = d
+			if whole {
+				s.render(w, http.StatusOK, tmpl, v)
+			} else {
+				s.renderPart(w, tmpl, "live", v)
+			}
+		}
 	}
-	v.Data = d
-	s.render(w, http.StatusOK, "overview", v)
-}
-
-// overviewLive is the part of the overview that app.js polls.
-func (s *Server) overviewLive(w http.ResponseWriter, r *http.Request, ss *session) {
-	v := s.view(r, ss, "overview.title")
-	d, err := s.overviewData(r, ss)
-	if err != nil {
-		s.fail(w, r, ss, err)
-		return
-	}
-	v.Data = d
-	s.renderPart(w, "overview", "live", v)
+	return serve(true), serve(false)
 }
 
 func (s *Server) overviewData(r *http.Request, ss *session) (*overviewData, error) {

@@ -107,8 +107,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /login", s.login)
 	s.mux.HandleFunc("POST /logout", s.signedIn(s.logout))
 
-	s.mux.HandleFunc("GET /{$}", s.signedIn(s.overview))
-	s.mux.HandleFunc("GET /overview/live", s.signedIn(s.overviewLive))
+	overview, overviewLive := s.livePage("overview.title", "overview", func(r *http.Request, ss *session) (any, error) { return s.overviewData(r, ss) })
+	s.mux.HandleFunc("GET /{$}", s.signedIn(overview))
+	s.mux.HandleFunc("GET /overview/live", s.signedIn(overviewLive))
 
 	s.mux.HandleFunc("GET /programmes", s.signedIn(s.programmes))
 	s.mux.HandleFunc("POST /programmes", s.signedIn(s.uploadProgramme))
@@ -131,8 +132,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /emergency", s.signedIn(s.emergencyPrepare))
 	s.mux.HandleFunc("POST /emergency/confirm", s.signedIn(s.emergencyConfirm))
 	s.mux.HandleFunc("GET /emergency/pending/audio", s.signedIn(s.emergencyPendingAudio))
-	s.mux.HandleFunc("GET /emergency/live", s.signedIn(s.emergencyLive))
-	s.mux.HandleFunc("GET /emergency/live/part", s.signedIn(s.emergencyLivePart))
+	emergencyLive, emergencyLivePart := s.livePage("emergency.live.title", "emergency_live", s.emergencyLiveData)
+	s.mux.HandleFunc("GET /emergency/live", s.signedIn(emergencyLive))
+	s.mux.HandleFunc("GET /emergency/live/part", s.signedIn(emergencyLivePart))
 
 	s.mux.HandleFunc("GET /reports", s.signedIn(s.reports))
 	s.mux.HandleFunc("GET /reports/station", s.signedIn(s.reportStation))
