@@ -83,6 +83,10 @@ type Options struct {
 	// DeviceDisabled is called after a device was disabled, so that its
 	// open connection can be closed; nil does nothing.
 	DeviceDisabled func(id string)
+	// DevicesChanged is called after a device was added or disabled (after
+	// DeviceDisabled), so that an external broker's password file and ACL
+	// can follow; nil does nothing.
+	DevicesChanged func()
 	// MaxUpload bounds an audio upload; default 512 MiB.
 	MaxUpload int64
 	// TempDir is where uploads are spooled before they are checked; it

@@ -205,6 +205,9 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, tok broadcast
 		s.error(w, r, err)
 		return
 	}
+	if s.opts.DevicesChanged != nil {
+		s.opts.DevicesChanged()
+	}
 	s.opts.Planner.Touch(st.ID)
 	writeJSON(w, http.StatusCreated, deviceResponse{ID: d.ID, Station: st.ID, Secret: secret})
 }
@@ -232,6 +235,9 @@ func (s *Server) disableDevice(w http.ResponseWriter, r *http.Request, tok broad
 	}
 	if s.opts.DeviceDisabled != nil {
 		s.opts.DeviceDisabled(d.ID)
+	}
+	if s.opts.DevicesChanged != nil {
+		s.opts.DevicesChanged()
 	}
 	s.opts.Planner.Touch(d.Station)
 	d.Disabled, d.DisabledAt = true, now

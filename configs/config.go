@@ -53,6 +53,12 @@ type MQTT struct {
 	Password  string   `yaml:"password"`
 	TopicRoot string   `yaml:"topic_root"`
 	ClientID  string   `yaml:"client_id"` // stable, so that the broker keeps the daemon's session
+	// MosquittoDir, with an external Mosquitto, is where the daemon keeps the password file
+	// and ACL of its devices (and a mosquitto.conf, written if there is none), rewritten
+	// whenever a device is added or disabled; MosquittoReload is the command that then
+	// makes Mosquitto reload them (SIGHUP), e.g. systemctl reload mosquitto.
+	MosquittoDir    string   `yaml:"mosquitto_dir"`
+	MosquittoReload []string `yaml:"mosquitto_reload"`
 }
 
 // Embedded is the in-process broker, the default when no external one is named.
@@ -104,7 +110,9 @@ func Default() Config {
 		MQTT: MQTT{
 			Embedded:  Embedded{Enabled: true, Listen: "127.0.0.1:1883"},
 			TopicRoot: "loaxa/v1",
-			ClientID:  "loaxad",
+			// Empty rather than nil, as the example file's [] decodes.
+			MosquittoReload: []string{},
+			ClientID:        "loaxad",
 		},
 		Policy: Policy{
 			MinReplays:     3,

@@ -216,6 +216,10 @@ func TestParseErrors(t *testing.T) {
 			[]string{`configs/x.yaml:2: http.listen: must be host:port`}},
 		{"embedded listen bad port", "mqtt:\n  embedded:\n    listen: 127.0.0.1:99999\n",
 			[]string{`configs/x.yaml:3: mqtt.embedded.listen: port must be a number from 0 to 65535`}},
+		{"mosquitto_dir with the embedded broker", "mqtt:\n  mosquitto_dir: /etc/mosquitto/loaxa\n",
+			[]string{`configs/x.yaml:2: mqtt.mosquitto_dir: mqtt.mosquitto_dir keeps an external Mosquitto's password file and ACL: it needs mqtt.url, and mqtt.username and mqtt.password for the daemon's own user`}},
+		{"mosquitto_reload alone", "mqtt:\n  mosquitto_reload: [systemctl, reload, mosquitto]\n",
+			[]string{`configs/x.yaml:2: mqtt.mosquitto_reload: mqtt.mosquitto_reload is run after the files of mqtt.mosquitto_dir change: set that too`}},
 		{"short retention", "retention: 720h\n",
 			[]string{`configs/x.yaml:1: retention: must be at least 8784h (a year), got 720h`}},
 		{"log level", "log:\n  level: verbose\n",
@@ -508,8 +512,8 @@ func TestEveryKeyHasAnEnvVariable(t *testing.T) {
 			t.Errorf("%s=%s changed nothing", name, s)
 		}
 	}
-	if len(seen) != 28 {
-		t.Errorf("%d keys, want the 20 of API.md and 8 extensions", len(seen))
+	if len(seen) != 30 {
+		t.Errorf("%d keys, want the 20 of API.md and 10 extensions", len(seen))
 	}
 }
 

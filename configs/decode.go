@@ -105,7 +105,7 @@ func parse(name string, data []byte, src *sources) Config {
 	for _, p := range []struct {
 		key string
 		val *string
-	}{{"data_dir", &cfg.DataDir}, {"units_csv", &cfg.UnitsCSV}} {
+	}{{"data_dir", &cfg.DataDir}, {"units_csv", &cfg.UnitsCSV}, {"mqtt.mosquitto_dir", &cfg.MQTT.MosquittoDir}} {
 		if _, set := src.origins[p.key]; set && *p.val != "" && !filepath.IsAbs(*p.val) {
 			*p.val = filepath.Join(dir, *p.val)
 		}

@@ -66,6 +66,13 @@ func (c Config) checks() []check {
 			fail(err.Error(), "mqtt.url")
 		}
 	}
+	switch {
+	case m.MosquittoDir != "" && (m.URL == "" || m.Username == "" || m.Password == ""):
+		fail("mqtt.mosquitto_dir keeps an external Mosquitto's password file and ACL: it needs mqtt.url,"+
+			" and mqtt.username and mqtt.password for the daemon's own user", "mqtt.mosquitto_dir")
+	case len(m.MosquittoReload) > 0 && m.MosquittoDir == "":
+		fail("mqtt.mosquitto_reload is run after the files of mqtt.mosquitto_dir change: set that too", "mqtt.mosquitto_reload")
+	}
 	if m.Password != "" && m.Username == "" {
 		// MQTT 3.1.1 (3.1.2.9) forbids a password without a user name; brokers refuse it.
 		fail("mqtt.password is set but mqtt.username is empty", "mqtt.password", "mqtt.username")

@@ -34,6 +34,18 @@ const mosquittoMaxPacket = broadcast.MaxSnapshotPayload + 64<<10
 // Mosquitto checks topics, not client ids: unlike the embedded broker it
 // cannot hold a device to client id dev-<id>.
 func WriteMosquittoConfig(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string) error {
+	return writeMosquitto(dir, devices, daemonUser, daemonPassword, topicRoot, true)
+}
+
+// WriteMosquittoAccess is WriteMosquittoConfig for a running deployment:
+// it rewrites the password file and the ACL, and writes mosquitto.conf only
+// if there is none, so that an administrator's edits of it stay. The daemon
+// calls it whenever devices change (mqtt.mosquitto_dir).
+func WriteMosquittoAccess(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string) error {
+	return writeMosquitto(dir, devices, daemonUser, daemonPassword, topicRoot, false)
+}
+
+func writeMosquitto(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string, withConf bool) error {
 	t, err := newTopics(topicRoot)
 	if err != nil {
 		return fmt.Errorf("mosquitto config: %w", err)
@@ -118,6 +130,9 @@ include_dir %[5]s
 	if err := os.MkdirAll(filepath.Join(abs, "conf.d"), 0o755); err != nil {
 		return fmt.Errorf("mosquitto config: %w", err)
 	}
+	if _, err := os.Stat(filepath.Join(abs, MosquittoConf)); err == nil && !withConf {
+		conf.Reset()
+	}
 	// The password file holds hashes, not secrets, but no one else needs
 	// to read it; Mosquitto warns about world-readable ones.
 	for _, f := range []struct {
@@ -129,6 +144,9 @@ include_dir %[5]s
 		{MosquittoACL, acl.Bytes(), 0o640},
 		{MosquittoConf, conf.Bytes(), 0o644},
 	} {
+		if len(f.data) == 0 {
+			continue // mosquitto.conf, kept as it is
+		}
 		if err := writeFileAtomic(filepath.Join(abs, f.name), f.data, f.mode); err != nil {
 			return fmt.Errorf("mosquitto config: %w", err)
 		}

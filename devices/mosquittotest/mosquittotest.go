@@ -47,6 +47,14 @@ func FreePort(t testing.TB) int {
 // logged if the test failed.
 func Start(t testing.TB, dir string, port int) string {
 	t.Helper()
+	addr, _ := StartProcess(t, dir, port)
+	return addr
+}
+
+// StartProcess is Start that also returns Mosquitto's process id, for a
+// test that signals it (SIGHUP reloads the password file and ACL).
+func StartProcess(t testing.TB, dir string, port int) (string, int) {
+	t.Helper()
 	bin := Binary(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	b, err := os.ReadFile(conf)
@@ -86,7 +94,7 @@ func Start(t testing.TB, dir string, port int) string {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			_ = c.Close()
-			return addr
+			return addr, cmd.Process.Pid
 		}
 		select {
 		case <-exited:

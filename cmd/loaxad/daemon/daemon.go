@@ -224,6 +224,23 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d.chores.Start()
 	d.closers = append(d.closers, func() error { d.chores.Stop(); return nil })
 
+	// An external Mosquitto learns of devices from files the daemon keeps.
+	var changed func()
+	if cfg.MQTT.MosquittoDir != "" {
+		ms := &mosquittoSync{cfg: cfg.MQTT, store: d.store}
+		switch err := ms.write(ctx); {
+		case errors.Is(err, errReload):
+			// Mosquitto may not be running yet; it reads the files when it starts.
+			log.Warn("wrote Mosquitto's password file and ACL, but the reload failed", "dir", cfg.MQTT.MosquittoDir, "err", err)
+		case err != nil:
+			return nil, fmt.Errorf("mqtt.mosquitto_dir: %w", err)
+		}
+		changed = func() {
+			if err := ms.write(context.WithoutCancel(ctx)); err != nil {
+				log.Error("devices changed but Mosquitto's password file and ACL did not follow", "dir", cfg.MQTT.MosquittoDir, "err", err)
+			}
+		}
+	}
 	srv, err := api.New(api.Options{
 		Store: d.store, Planner: d.sched, Policy: policy, Location: loc,
 		Logger: log.With("component", "api"), Gatherer: reg, Registerer: reg,
@@ -234,6 +251,7 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 				d.broker.Disconnect(id)
 			}
 		},
+		DevicesChanged: changed,
 		Ready: func() error {
 			if !d.hub.Connected() {
 				return errors.New("not connected to the MQTT broker")
