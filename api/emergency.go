@@ -57,5 +57,5 @@ func (s *Server) emergency(w http.ResponseWriter, r *http.Request, tok broadcast
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, map[string]any{"programme": programmeView(p), "broadcast": res})
+	writeJSON(w, http.StatusCreated, map[string]any{"programme": s.programmeView(p), "broadcast": res})
 }

@@ -195,21 +195,28 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, programmeView(p))
+	writeJSON(w, http.StatusCreated, s.programmeView(p))
 }
 
 // programmeJSON flattens the audio facts into the programme, as API.md lists
 // them (sha256, size, duration_ms, format).
 type programmeJSON struct {
 	broadcast.Programme
+	UnitName   string `json:"unit_name,omitempty"`
 	SHA256     string `json:"sha256"`
 	Size       int64  `json:"size"`
 	DurationMS int64  `json:"duration_ms"`
 	Format     string `json:"format"`
 }
 
-func programmeView(p broadcast.Programme) programmeJSON {
-	return programmeJSON{Programme: p, SHA256: p.Audio.SHA256, Size: p.Audio.Size, DurationMS: p.Audio.DurationMS, Format: p.Audio.Format}
+// programmeView is a programme as the API answers it, with its unit's name
+// for people (a unit the tree no longer has is shown by its code alone).
+func (s *Server) programmeView(p broadcast.Programme) programmeJSON {
+	v := programmeJSON{Programme: p, SHA256: p.Audio.SHA256, Size: p.Audio.Size, DurationMS: p.Audio.DurationMS, Format: p.Audio.Format}
+	if u, err := s.opts.Store.Unit(p.Unit); err == nil {
+		v.UnitName = u.Name
+	}
+	return v
 }
 
 func (s *Server) listProgrammes(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
@@ -233,7 +240,7 @@ func (s *Server) listProgrammes(w http.ResponseWriter, r *http.Request, tok broa
 	}
 	out := make([]programmeJSON, len(ps))
 	for i, p := range ps {
-		out[i] = programmeView(p)
+		out[i] = s.programmeView(p)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"programmes": out})
 }
@@ -252,7 +259,7 @@ func (s *Server) programme(w http.ResponseWriter, r *http.Request, tok broadcast
 
 func (s *Server) getProgramme(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	if p, ok := s.programme(w, r, tok); ok {
-		writeJSON(w, http.StatusOK, programmeView(p))
+		writeJSON(w, http.StatusOK, s.programmeView(p))
 	}
 }
 
@@ -290,7 +297,7 @@ func (s *Server) approveProgramme(w http.ResponseWriter, r *http.Request, tok br
 		s.error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, approveResponse{programmeJSON: programmeView(p), Plan: plan})
+	writeJSON(w, http.StatusOK, approveResponse{programmeJSON: s.programmeView(p), Plan: plan})
 }
 
 func (s *Server) withdrawProgramme(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
@@ -337,5 +344,5 @@ func (s *Server) withdrawProgramme(w http.ResponseWriter, r *http.Request, tok b
 	for st := range stations {
 		s.opts.Planner.Touch(st)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"programme": programmeView(p), "airings_cancelled": cancelled})
+	writeJSON(w, http.StatusOK, map[string]any{"programme": s.programmeView(p), "airings_cancelled": cancelled})
 }

@@ -90,6 +90,7 @@ type programme struct {
 	Status       string    `json:"status"`
 	UploadedBy   string    `json:"uploaded_by"`
 	ApprovedBy   string    `json:"approved_by"`
+	UnitName     string    `json:"unit_name"`
 	UploaderName string    `json:"uploaded_by_name"`
 	ApproverName string    `json:"approved_by_name"`
 	CreatedAt    time.Time `json:"created_at"`

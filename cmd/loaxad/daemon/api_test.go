@@ -129,10 +129,16 @@ func TestMoveAiringRules(t *testing.T) {
 	}
 	f.c.json("POST", "/api/v1/programmes/"+prog.ID+"/approve", f.minh, nil, nil, 200)
 	// Who acted, by the names their tokens had, beside the ids.
-	var p broadcast.Programme
+	var p struct {
+		broadcast.Programme
+		UnitName string `json:"unit_name"`
+	}
 	f.c.json("GET", "/api/v1/programmes/"+prog.ID, f.lan, nil, &p, 200)
 	if p.UploaderName != "Lan" || p.ApproverName != "Minh" || p.UploadedBy == "" || p.ApprovedBy == "" {
 		t.Errorf("uploaded by %q (%s), approved by %q (%s)", p.UploaderName, p.UploadedBy, p.ApproverName, p.ApprovedBy)
+	}
+	if p.UnitName != "Phường Hàm Rồng" {
+		t.Errorf("unit %s named %q", p.Unit, p.UnitName)
 	}
 	var list struct{ Airings []broadcast.Airing }
 	f.c.json("GET", "/api/v1/airings?station=14755", f.lan, nil, &list, 200)
