@@ -101,12 +101,12 @@ func (s *Server) asrun(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 	if format == "csv" {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"seq", "received_at", "device", "station", "airing", "device_seq", "event", "payload", "prev_hash", "hash"})
+		_ = cw.Write([]string{"seq", "received_at", "device", "station", "airing", "device_seq", "event", "payload", "prev_hash", "hash", "unmatched"})
 		err = s.opts.Store.AsRun(aq.after, func(e broadcast.AsRunEntry) error {
 			if !match(e) {
 				return nil
 			}
-			_ = cw.Write([]string{strconv.FormatUint(e.Seq, 10), e.ReceivedAt.Format(time.RFC3339Nano), e.Device, e.Station, e.Airing, strconv.FormatUint(e.DeviceSeq, 10), string(e.Event), string(e.Payload), e.PrevHash.String(), e.Hash.String()})
+			_ = cw.Write([]string{strconv.FormatUint(e.Seq, 10), e.ReceivedAt.Format(time.RFC3339Nano), e.Device, e.Station, e.Airing, strconv.FormatUint(e.DeviceSeq, 10), string(e.Event), string(e.Payload), e.PrevHash.String(), e.Hash.String(), e.Unmatched})
 			if n++; n >= aq.limit {
 				return errStop
 			}

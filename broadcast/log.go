@@ -43,9 +43,20 @@ type AsRunEntry struct {
 	DeviceSeq  uint64    `json:"device_seq"`
 	Event      EventType `json:"event"`
 	Payload    []byte    `json:"payload"`
-	PrevHash   Hash      `json:"prev_hash"`
-	Hash       Hash      `json:"hash"`
+	// Unmatched says why the event counts for no airing (UnmatchedUnknownAiring,
+	// UnmatchedOtherStation); "" for the events that count. Like Station and
+	// Airing, it is derived from the payload and the registry, so the hash
+	// need not cover it.
+	Unmatched string `json:"unmatched,omitempty"`
+	PrevHash  Hash   `json:"prev_hash"`
+	Hash      Hash   `json:"hash"`
 }
+
+// Why an authentic event was logged but counts for no airing.
+const (
+	UnmatchedUnknownAiring = "unknown_airing" // no airing has its id
+	UnmatchedOtherStation  = "other_station"  // the airing is another station's
+)
 
 // ChainHash is the hash of an as-run entry. It covers everything the entry
 // asserts: position, time of receipt, the device and the exact bytes it sent.

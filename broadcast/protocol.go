@@ -100,7 +100,6 @@ const (
 	RejectSchema    = "schema"
 	RejectDevice    = "wrong_device"
 	RejectSignature = "bad_signature"
-	RejectAiring    = "unknown_airing"
 	RejectSeq       = "bad_seq"
 	RejectDisabled  = "disabled_device"
 )

@@ -109,9 +109,17 @@ func (h *Hub) processEvent(ctx context.Context, in inbound) error {
 	if err != nil {
 		var pe *broadcast.ProtocolError
 		if errors.As(err, &pe) {
-			return err // e.g. an unknown airing: nothing was logged
+			return err // nothing was logged
 		}
 		return fmt.Errorf("append event seq %d of device %s: %w", ev.Seq, dev.ID, err)
+	}
+	if why := res.Entry.Unmatched; why != "" && !res.Duplicate {
+		// Logged, and receipted below like any other; counted apart, for
+		// it proves no airing and means the device's schedule and ours
+		// disagree.
+		h.log.Warn("event logged but counts for no airing", "device", dev.ID, "seq", ev.Seq, "airing", ev.Airing,
+			"event", ev.Event, "why", why, "entry", res.Entry.Seq)
+		h.m.eventsUnmatched.WithLabelValues(why).Inc()
 	}
 	if res.Duplicate {
 		// The same (device, seq) with another event id is not a

@@ -31,10 +31,10 @@ type (
 
 // EventLog is the as-run log as the hub uses it. AppendEvent must return only
 // once the entry is durable (the hub sends the device a receipt then), must
-// log each (device, seq) once, and must answer an airing that is unknown or
-// not the device's station's with a *broadcast.ProtocolError of reason
-// broadcast.RejectAiring, logging nothing.
-// *storage.Store is one.
+// log each (device, seq) once, and must log an event whose airing is
+// unknown or not the device's station's with Entry.Unmatched saying so,
+// applied to no airing: refusing it would hold back the receipts of the
+// device's later events for ever. *storage.Store is one.
 type EventLog interface {
 	AppendEvent(ctx context.Context, rec EventRecord) (Appended, error)
 	DeviceSeq(device string) (DeviceSeqState, error)

@@ -112,12 +112,6 @@ func testHubEndToEnd(t *testing.T, fx *fixture, url, user, pass string) {
 				return mustPayload(t, testDevice{Device: fx.a.Device}, finished(fx.a, seq, airingA))
 			}},
 			{"another device's event", broadcast.RejectDevice, func(seq uint64) []byte { return sign(t, fx.b, finished(fx.b, seq, airingB)) }},
-			{"unknown airing", broadcast.RejectAiring, func(seq uint64) []byte {
-				return sign(t, fx.a, at(seq, func(e *broadcast.Event) { e.Airing = "01JNOSUCHAIRING00000000000" }))
-			}},
-			{"airing of another station", broadcast.RejectAiring, func(seq uint64) []byte {
-				return sign(t, fx.a, at(seq, func(e *broadcast.Event) { e.Airing = airingB }))
-			}},
 			{"far-future seq", broadcast.RejectSeq, func(seq uint64) []byte {
 				return sign(t, fx.a, finished(fx.a, seq+defaultMaxSeqAhead+1, airingA))
 			}},
@@ -147,6 +141,41 @@ func testHubEndToEnd(t *testing.T, fx *fixture, url, user, pass string) {
 		if !strings.Contains(env.logs.String(), "device="+fx.a.ID) {
 			t.Error("rejections are not logged with the device")
 		}
+	})
+
+	t.Run("events for no airing of the station", func(t *testing.T) {
+		// Authentic, so logged and receipted; refused, they would hold back
+		// every later receipt of the device.
+		for _, c := range []struct{ airing, why string }{
+			{"01JNOSUCHAIRING00000000000", broadcast.UnmatchedUnknownAiring},
+			{airingB, broadcast.UnmatchedOtherStation},
+		} {
+			ev := finished(fx.a, next, airingA)
+			ev.Airing = c.airing
+			a.sendEvent(t, sign(t, fx.a, ev))
+			if r := a.nextCmd(t, broadcast.CmdReceipt); r.UptoSeq != next {
+				t.Fatalf("%s: receipt upto_seq %d, want %d", c.why, r.UptoSeq, next)
+			}
+			entries := asRun(t, fx, fx.a.ID)
+			if e := entries[len(entries)-1]; e.DeviceSeq != next || e.Airing != c.airing || e.Unmatched != c.why {
+				t.Errorf("%s: last entry %+v", c.why, e)
+			}
+			if got := toFloat64(h.m.eventsUnmatched.WithLabelValues(c.why)); got != 1 {
+				t.Errorf("unmatched %s = %v, want 1", c.why, got)
+			}
+			if !strings.Contains(env.logs.String(), "why="+c.why) {
+				t.Errorf("no log line with why=%s", c.why)
+			}
+			next++
+		}
+		if a2, err := fx.store.Airing(airingB); err != nil || len(a2.Devices) != 0 {
+			t.Errorf("station b's airing took device a's event: %+v, %v", a2, err)
+		}
+		a.sendEvent(t, sign(t, fx.a, finished(fx.a, next, airingA)))
+		if r := a.nextCmd(t, broadcast.CmdReceipt); r.UptoSeq != next {
+			t.Fatalf("after the unmatched: receipt upto_seq %d, want %d", r.UptoSeq, next)
+		}
+		next++
 	})
 
 	t.Run("unsigned device, then disabled while connected", func(t *testing.T) {

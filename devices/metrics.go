@@ -12,7 +12,7 @@ import (
 // value is pre-created so that a dashboard sees a zero, not a gap.
 var rejectReasons = []string{
 	broadcast.RejectMalformed, broadcast.RejectTooLarge, broadcast.RejectVersion, broadcast.RejectSchema,
-	broadcast.RejectDevice, broadcast.RejectSignature, broadcast.RejectAiring, broadcast.RejectSeq,
+	broadcast.RejectDevice, broadcast.RejectSignature, broadcast.RejectSeq,
 	broadcast.RejectDisabled,
 }
 
@@ -24,6 +24,7 @@ type metrics struct {
 	eventsLogged     prometheus.Counter
 	eventsDuplicate  prometheus.Counter
 	eventsRejected   *prometheus.CounterVec
+	eventsUnmatched  *prometheus.CounterVec
 	eventsFailed     prometheus.Counter
 	statusesRejected *prometheus.CounterVec
 	receiptsSent     prometheus.Counter
@@ -50,6 +51,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		eventsDuplicate: counter("events_duplicate_total", "Events already in the as-run log (a re-delivery); answered with a receipt again."),
 		eventsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_rejected_total",
 			Help: "Event payloads refused, by reason; none of them reaches the as-run log."}, []string{"reason"}),
+		eventsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_unmatched_total",
+			Help: "Authentic events logged that count for no airing (an unknown airing, another station's), by reason; receipted so that the device's later events are."}, []string{"reason"}),
 		eventsFailed: counter("events_failed_total", "Events not logged because of an internal error; left unacknowledged so that they are delivered again."),
 		statusesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "statuses_rejected_total",
 			Help: "Status payloads refused, by reason."}, []string{"reason"}),
@@ -69,11 +72,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.eventsRejected.WithLabelValues(r)
 		m.statusesRejected.WithLabelValues(r)
 	}
+	for _, r := range []string{broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation} {
+		m.eventsUnmatched.WithLabelValues(r)
+	}
 	for _, k := range publishKinds {
 		m.publishFailures.WithLabelValues(k)
 	}
 	for _, c := range []prometheus.Collector{
-		m.eventsReceived, m.eventsLogged, m.eventsDuplicate, m.eventsRejected, m.eventsFailed, m.statusesRejected,
+		m.eventsReceived, m.eventsLogged, m.eventsDuplicate, m.eventsRejected, m.eventsUnmatched, m.eventsFailed, m.statusesRejected,
 		m.receiptsSent, m.appendLatency, m.online, m.snapshots, m.publishFailures, m.connected, m.seqGaps, m.queued,
 	} {
 		if err := reg.Register(c); err != nil {

@@ -73,9 +73,11 @@ type result struct {
 //
 // A (device, seq) already logged is a duplicate: nothing is written and the
 // first entry is returned. An event for an airing that does not exist, or
-// that belongs to another station than rec.Station, is refused with a
-// *broadcast.ProtocolError (reason broadcast.RejectAiring) and logs nothing;
-// other events committed in the same transaction are unaffected.
+// that belongs to another station than rec.Station, is logged with
+// Entry.Unmatched saying so and applied to no airing (Appended.Airing is
+// nil). What the store refuses (an invalid device id, seq 0) it answers
+// with a *broadcast.ProtocolError and logs nothing; other events committed
+// in the same transaction are unaffected.
 //
 // If ctx is done before the event reached the writer, nothing is logged.
 // If it is done while the caller waits for the commit, AppendEvent returns
@@ -211,6 +213,7 @@ func (s *Store) commit(batch []*request) {
 	s.stats.events.Add(w.appended)
 	s.stats.duplicates.Add(w.duplicates)
 	s.stats.rejected.Add(w.rejected)
+	s.stats.unmatched.Add(w.unmatched)
 	for i, r := range batch {
 		r.reply <- results[i]
 	}
@@ -296,7 +299,7 @@ type batchTx struct {
 	dirtyAir map[string]bool
 	dirtySeq []string // devices whose seq state changed, to publish
 
-	appended, duplicates, rejected uint64
+	appended, duplicates, rejected, unmatched uint64
 }
 
 func (s *Store) newBatchTx(tx *bolt.Tx) (*batchTx, error) {
@@ -357,15 +360,21 @@ func (w *batchTx) apply(r *request) (result, error) {
 			return result{err: fmt.Errorf("event %s/%d: logged (upto %d) but not in the device index", rec.Device, ev.Seq, st.Upto)}, nil
 		}
 	}
+	// An event that names no airing of the device's station is logged all
+	// the same, marked as counting for none: the device signed it, and
+	// refusing it would hold back the receipts of every later event (a
+	// receipt covers contiguous seqs), so that the device re-sent it for
+	// ever. It happens when the daemon's file was restored from a backup
+	// older than the device's snapshot.
+	var unmatched string
 	a, err := w.airing(ev.Airing)
-	if broadcast.IsNotFound(err) {
-		return refuse(broadcast.RejectAiring, "airing %s is not known", ev.Airing)
-	}
-	if err != nil {
+	switch {
+	case broadcast.IsNotFound(err):
+		unmatched = broadcast.UnmatchedUnknownAiring
+	case err != nil:
 		return result{err: fmt.Errorf("event %s/%d: %w", rec.Device, ev.Seq, err)}, nil
-	}
-	if a.Station != rec.Station {
-		return refuse(broadcast.RejectAiring, "airing %s is for station %s, not %s", ev.Airing, a.Station, rec.Station)
+	case a.Station != rec.Station:
+		unmatched = broadcast.UnmatchedOtherStation
 	}
 
 	received := rec.ReceivedAt
@@ -381,6 +390,7 @@ func (w *batchTx) apply(r *request) (result, error) {
 		DeviceSeq:  ev.Seq,
 		Event:      ev.Event,
 		Payload:    bytes.Clone(rec.Payload), // the caller may reuse its buffer
+		Unmatched:  unmatched,
 		PrevHash:   w.headHash,
 	}
 	e.Hash = e.ChainHash()
@@ -390,22 +400,29 @@ func (w *batchTx) apply(r *request) (result, error) {
 	w.headSeq, w.headHash = e.Seq, e.Hash
 	w.appended++
 
-	n, ok := w.enabled[a.Station]
-	if !ok {
-		n = enabledDevices(w.tx, a.Station)
-		w.enabled[a.Station] = n
+	var applied *broadcast.Airing
+	if unmatched == "" {
+		n, ok := w.enabled[a.Station]
+		if !ok {
+			n = enabledDevices(w.tx, a.Station)
+			w.enabled[a.Station] = n
+		}
+		broadcast.ApplyEvent(a, rec.Device, ev, e.Seq, n, w.s.policy)
+		a.UpdatedAt = e.ReceivedAt
+		w.dirtyAir[a.ID] = true
+		// A copy as of this event: later events of the batch go on
+		// changing the cached airing.
+		applied = cloneAiring(a)
+	} else {
+		w.unmatched++
+		w.s.log.Debug("event logged for no airing", "device", rec.Device, "seq", ev.Seq, "airing", ev.Airing, "why", unmatched)
 	}
-	broadcast.ApplyEvent(a, rec.Device, ev, e.Seq, n, w.s.policy)
-	a.UpdatedAt = e.ReceivedAt
-	w.dirtyAir[a.ID] = true
 
 	if err := w.s.seqs.note(w.asrun, w.devIdx, rec.Device, st, ev.Seq, e.Seq, e.Hash, e.ReceivedAt); err != nil {
 		return result{}, err
 	}
 	w.dirtySeq = append(w.dirtySeq, rec.Device)
-	// A copy as of this event: later events of the batch go on changing
-	// the cached airing.
-	return result{app: Appended{Entry: e, Airing: cloneAiring(a), UptoSeq: st.Upto, UptoHash: st.UptoHash}}, nil
+	return result{app: Appended{Entry: e, Airing: applied, UptoSeq: st.Upto, UptoHash: st.UptoHash}}, nil
 }
 
 // duplicate answers an event whose (device, seq) is logged as entry seq:
@@ -493,7 +510,7 @@ const entryVersion = 1
 const entryFixed = 1 + 8 + 8 + 8 + 32 + 32
 
 func encodeEntry(e *broadcast.AsRunEntry) []byte {
-	n := entryFixed + 5*binary.MaxVarintLen16 + len(e.Device) + len(e.Station) + len(e.Airing) + len(e.Event) + len(e.Payload)
+	n := entryFixed + 6*binary.MaxVarintLen16 + len(e.Device) + len(e.Station) + len(e.Airing) + len(e.Event) + len(e.Payload) + len(e.Unmatched)
 	v := make([]byte, 0, n)
 	v = append(v, entryVersion)
 	v = binary.BigEndian.AppendUint64(v, e.Seq)
@@ -506,7 +523,15 @@ func encodeEntry(e *broadcast.AsRunEntry) []byte {
 		v = append(v, f...)
 	}
 	v = binary.AppendUvarint(v, uint64(len(e.Payload)))
-	return append(v, e.Payload...)
+	v = append(v, e.Payload...)
+	// After the payload, where the decoders of entries written before the
+	// field stop reading: an entry that matches its airing, the usual case,
+	// is stored as it always was.
+	if e.Unmatched != "" {
+		v = binary.AppendUvarint(v, uint64(len(e.Unmatched)))
+		v = append(v, e.Unmatched...)
+	}
+	return v
 }
 
 var errCorruptEntry = errors.New("corrupt as-run entry")
@@ -578,6 +603,13 @@ func decodeEntryAfter(v []byte, prev *broadcast.AsRunEntry) (broadcast.AsRunEntr
 	}
 	if len(fs[4]) > 0 {
 		e.Payload = bytes.Clone(fs[4])
+	}
+	if len(rest) > 0 {
+		f, ok := field()
+		if !ok {
+			return e, errCorruptEntry
+		}
+		e.Unmatched = string(f)
 	}
 	return e, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -80,27 +81,25 @@ func TestAppendEvent(t *testing.T) {
 	}
 }
 
+// What the store refuses logs nothing; an authentic event that names no
+// airing of its station is logged, counting for none, so that the seqs
+// after it can be receipted.
 func TestAppendEventRefusals(t *testing.T) {
-	s := mustOpen(t)
+	dir := t.TempDir()
+	s := mustOpenDir(t, dir)
 	ctx := context.Background()
 	devs, _ := seedAiring(t, s, 1)
 	must(t, s.PutAirings(ctx, []*broadcast.Airing{airing("b1", "38002", "p1", t0)}, nil))
+	b1Before, err := s.Airing("b1")
+	must(t, err)
 
 	var pe *broadcast.ProtocolError
-	_, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "nope", 1, broadcast.EventReceived))
-	if !errors.As(err, &pe) || pe.Reason != broadcast.RejectAiring {
-		t.Errorf("unknown airing: %v", err)
-	}
-	_, err = s.AppendEvent(ctx, event(t, devs[0], "38001", "b1", 1, broadcast.EventReceived))
-	if !errors.As(err, &pe) || pe.Reason != broadcast.RejectAiring {
-		t.Errorf("airing of another station: %v", err)
-	}
 	rec := event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived)
 	rec.Event.Device = "someone-else"
-	if _, err = s.AppendEvent(ctx, rec); !errors.As(err, &pe) || pe.Reason != broadcast.RejectDevice {
+	if _, err := s.AppendEvent(ctx, rec); !errors.As(err, &pe) || pe.Reason != broadcast.RejectDevice {
 		t.Errorf("device mismatch: %v", err)
 	}
-	if _, err = s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 0, broadcast.EventReceived)); !errors.As(err, &pe) || pe.Reason != broadcast.RejectSeq {
+	if _, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 0, broadcast.EventReceived)); !errors.As(err, &pe) || pe.Reason != broadcast.RejectSeq {
 		t.Errorf("seq 0: %v", err)
 	}
 	if seq, _, _ := s.AsRunHead(); seq != 0 {
@@ -109,28 +108,63 @@ func TestAppendEventRefusals(t *testing.T) {
 	if st, _ := s.DeviceSeq(devs[0]); st != (DeviceSeqState{}) {
 		t.Errorf("refused events moved the seq state: %+v", st)
 	}
-	// The seq of a refused event is free for the real one.
-	app, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived))
-	must(t, err)
-	if app.Entry.Seq != 1 || app.Duplicate {
-		t.Errorf("after refusals: %+v", app)
+
+	for _, c := range []struct {
+		airing, why string
+		seq         uint64
+	}{
+		{"nope", broadcast.UnmatchedUnknownAiring, 1},
+		{"b1", broadcast.UnmatchedOtherStation, 2},
+	} {
+		app, err := s.AppendEvent(ctx, event(t, devs[0], "38001", c.airing, c.seq, broadcast.EventReceived))
+		must(t, err)
+		if app.Entry.Unmatched != c.why || app.Airing != nil || app.UptoSeq != c.seq || app.UptoHash != app.Entry.Hash {
+			t.Errorf("airing %s: %+v, want logged as %s and receipted up to %d", c.airing, app, c.why, c.seq)
+		}
 	}
-	if s.Stats().Rejected != 4 {
-		t.Errorf("stats %+v", s.Stats())
+	if b1, _ := s.Airing("b1"); b1.Status != b1Before.Status || len(b1.Devices) != 0 || !b1.UpdatedAt.Equal(b1Before.UpdatedAt) {
+		t.Errorf("another station's airing changed: %+v", b1)
+	}
+	app, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "a1", 3, broadcast.EventReceived))
+	must(t, err)
+	if app.Entry.Seq != 3 || app.Duplicate || app.Airing == nil || app.UptoSeq != 3 {
+		t.Errorf("after the unmatched: %+v", app)
+	}
+	// A re-sent unmatched event is a duplicate, receipted again.
+	dup, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "nope", 1, broadcast.EventReceived))
+	must(t, err)
+	if !dup.Duplicate || dup.Entry.Unmatched != broadcast.UnmatchedUnknownAiring || dup.UptoSeq != 3 {
+		t.Errorf("re-sent unmatched event: %+v", dup)
+	}
+	if st := s.Stats(); st.Rejected != 2 || st.Unmatched != 2 || st.EventsAppended != 3 {
+		t.Errorf("stats %+v", st)
 	}
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := s.AppendEvent(cctx, event(t, devs[0], "38001", "a1", 2, broadcast.EventReady)); !errors.Is(err, context.Canceled) {
+	if _, err := s.AppendEvent(cctx, event(t, devs[0], "38001", "a1", 4, broadcast.EventReady)); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
-	if seq, _, _ := s.AsRunHead(); seq != 1 {
+	if seq, _, _ := s.AsRunHead(); seq != 3 {
 		t.Errorf("a cancelled append was logged")
 	}
+
+	// The mark is stored: it reads back after a restart, and the chain holds.
+	must(t, s.Close())
+	s = mustOpenDir(t, dir)
+	var whys []string
+	must(t, s.AsRun(0, func(e broadcast.AsRunEntry) error {
+		whys = append(whys, e.Unmatched)
+		return nil
+	}))
+	if want := []string{broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation, ""}; !slices.Equal(whys, want) {
+		t.Errorf("unmatched marks read back %q, want %q", whys, want)
+	}
+	verifyChain(t, s)
 }
 
-// One transaction holding good events and refused ones: the refused log
-// nothing, the good ones commit, together.
+// One transaction holding good events, unmatched ones and refused ones: the
+// refused log nothing, the others commit, together.
 func TestBatchWithRefusals(t *testing.T) {
 	s := mustOpen(t)
 	devs, _ := seedAiring(t, s, 3)
@@ -141,13 +175,14 @@ func TestBatchWithRefusals(t *testing.T) {
 		event(t, devs[1], "38001", "b1", 2, broadcast.EventReceived),
 		event(t, devs[2], "38001", "a1", 1, broadcast.EventReceived),
 		event(t, devs[0], "38001", "a1", 1, broadcast.EventReceived), // duplicate within the batch
+		event(t, devs[2], "38001", "a1", 0, broadcast.EventReady),    // refused
 	}
 	batch := make([]*request, len(recs))
 	for i, r := range recs {
 		batch[i] = &request{rec: r, reply: make(chan result, 1)}
 	}
 	commits := s.Stats().Commits
-	s.commit(batch) // as the writer would, with all five drained at once
+	s.commit(batch) // as the writer would, with all six drained at once
 	if got := s.Stats().Commits - commits; got != 1 {
 		t.Errorf("%d commits, want 1", got)
 	}
@@ -155,23 +190,26 @@ func TestBatchWithRefusals(t *testing.T) {
 	for i, r := range batch {
 		res[i] = <-r.reply
 	}
-	var pe *broadcast.ProtocolError
-	for _, i := range []int{1, 2} {
-		if !errors.As(res[i].err, &pe) || pe.Reason != broadcast.RejectAiring {
-			t.Errorf("record %d: %v", i, res[i].err)
+	for i, want := range map[int]string{1: broadcast.UnmatchedUnknownAiring, 2: broadcast.UnmatchedOtherStation} {
+		if res[i].err != nil || res[i].app.Entry.Unmatched != want {
+			t.Errorf("record %d: %+v, want logged as %s", i, res[i], want)
 		}
 	}
-	if res[0].err != nil || res[0].app.Entry.Seq != 1 || res[3].err != nil || res[3].app.Entry.Seq != 2 {
+	var pe *broadcast.ProtocolError
+	if !errors.As(res[5].err, &pe) || pe.Reason != broadcast.RejectSeq {
+		t.Errorf("record 5: %v", res[5].err)
+	}
+	if res[0].err != nil || res[0].app.Entry.Seq != 1 || res[3].err != nil || res[3].app.Entry.Seq != 4 {
 		t.Errorf("good records: %+v %+v", res[0], res[3])
 	}
 	if !res[4].app.Duplicate || res[4].app.Entry.Hash != res[0].app.Entry.Hash {
 		t.Errorf("in-batch duplicate: %+v", res[4])
 	}
-	if n := verifyChain(t, s); n != 2 {
-		t.Errorf("log has %d entries, want 2", n)
+	if n := verifyChain(t, s); n != 4 {
+		t.Errorf("log has %d entries, want 4", n)
 	}
-	if st, _ := s.DeviceSeq(devs[1]); st.Max != 0 {
-		t.Errorf("refused device has seq state %+v", st)
+	if st, _ := s.DeviceSeq(devs[1]); st.Upto != 2 || st.Max != 2 {
+		t.Errorf("unmatched device has seq state %+v, want upto 2", st)
 	}
 	a, _ := s.Airing("a1")
 	if len(a.Devices) != 2 || len(a.Devices[devs[0]].Events) != 1 {
@@ -646,4 +684,30 @@ func BenchmarkVerifyLogs(b *testing.B) {
 		b.ReportMetric(refCPU/float64(b.N)/perEntry, "x-allcores-cpu")
 		b.ReportMetric(cpu/wall.Seconds(), "busy-cores")
 	}
+}
+
+// FuzzDecodeEntry: whatever the bytes, the decoder answers without
+// panicking, and what it accepts encodes back to an entry that decodes the
+// same.
+func FuzzDecodeEntry(f *testing.F) {
+	e := broadcast.AsRunEntry{Seq: 7, ReceivedAt: t0, Device: "38001-01", Station: "38001", Airing: "a1", DeviceSeq: 3,
+		Event: broadcast.EventFinished, Payload: []byte(`{"body":{}}`)}
+	f.Add(encodeEntry(&e))
+	e.Unmatched = broadcast.UnmatchedOtherStation
+	f.Add(encodeEntry(&e))
+	f.Add([]byte{entryVersion})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		got, err := decodeEntry(v)
+		if err != nil {
+			return
+		}
+		again, err := decodeEntry(encodeEntry(&got))
+		if err != nil {
+			t.Fatalf("re-encoded entry does not decode: %v", err)
+		}
+		if again.Seq != got.Seq || again.Device != got.Device || again.Station != got.Station || again.Airing != got.Airing ||
+			again.Unmatched != got.Unmatched || !bytes.Equal(again.Payload, got.Payload) || again.Hash != got.Hash {
+			t.Fatalf("round trip changed the entry: %+v, then %+v", got, again)
+		}
+	})
 }

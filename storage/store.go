@@ -153,8 +153,8 @@ type Store struct {
 	gen    atomic.Uint64
 
 	stats struct {
-		events, duplicates, rejected, commits, checkpoints atomic.Uint64
-		commitNanos, applyNanos                            atomic.Int64
+		events, duplicates, rejected, unmatched, commits, checkpoints atomic.Uint64
+		commitNanos, applyNanos                                       atomic.Int64
 	}
 }
 
@@ -287,7 +287,8 @@ type Stats struct {
 	EventsAppended uint64        // as-run entries written
 	Duplicates     uint64        // events whose (device, seq) was already logged
 	Commits        uint64        // group-commit transactions
-	Rejected       uint64        // events refused (unknown airing, wrong station…)
+	Rejected       uint64        // events refused (a bad seq, a wrong device…)
+	Unmatched      uint64        // events logged that count for no airing (of them, EventsAppended)
 	Checkpoints    uint64        // checkpoints of the device seq states
 	CommitTime     time.Duration // total time spent in group-commit transactions, fsync included
 	ApplyTime      time.Duration // of which applying the requests, before bbolt's commit
@@ -300,6 +301,7 @@ func (s *Store) Stats() Stats {
 		Duplicates:     s.stats.duplicates.Load(),
 		Commits:        s.stats.commits.Load(),
 		Rejected:       s.stats.rejected.Load(),
+		Unmatched:      s.stats.unmatched.Load(),
 		Checkpoints:    s.stats.checkpoints.Load(),
 		CommitTime:     time.Duration(s.stats.commitNanos.Load()),
 		ApplyTime:      time.Duration(s.stats.applyNanos.Load()),
