@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
@@ -115,7 +118,13 @@ func readCommunes(path string, n int) ([]byte, error) {
 
 // fixture is what a scenario's store holds, as the scenario needs it.
 type fixture struct {
-	devices  []broadcast.Device
+	devices []broadcast.Device
+	// items are each device's snapshot items (in the order of devices: one
+	// per station), read back as the scheduler will put them in its
+	// snapshots: the broker round trip runs before the daemon has sent
+	// any, and its events must name the same airings as the devices'
+	// later ones to be as large.
+	items    [][]broadcast.Item
 	airings  int
 	stations int
 }
@@ -222,7 +231,51 @@ func prepareStore(ctx context.Context, dir, unitsCSV string, n int, runKey []byt
 	if err := s.PutAirings(ctx, batch, nil); err != nil {
 		return nil, err
 	}
+	for _, st := range stations {
+		items, err := snapshotItems(s, st.ID, now, policy)
+		if err != nil {
+			return nil, err
+		}
+		// The scheduler gives the times in the station's zone: "+07:00"
+		// rather than "Z", five bytes in each started and finished event.
+		loc := location(st)
+		for i := range items {
+			items[i].Start, items[i].NotAfter = items[i].Start.In(loc), items[i].NotAfter.In(loc)
+		}
+		fx.items = append(fx.items, items)
+	}
 	return fx, s.Close()
+}
+
+// signEvents signs each device's events 1 to per (ids[i]'s for items[i])
+// as the devices process's sign does, on every CPU: ed25519 is slow enough
+// that 40,000 signatures in a row would take seconds.
+func signEvents(ids []string, items [][]broadcast.Item, runKey []byte, rev uint64, per int, now time.Time) ([][][]byte, error) {
+	out := make([][][]byte, len(ids))
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	var next atomic.Int64
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(ids); i = int(next.Add(1)) - 1 {
+				key := deviceKey(runKey, ids[i])
+				for seq := uint64(1); seq <= uint64(per); seq++ {
+					p, err := broadcast.SignEvent(deviceEvent(ids[i], rev, items[i], seq, now), key)
+					if err != nil {
+						err = fmt.Errorf("device %s seq %d: %w", ids[i], seq, err)
+						failed.CompareAndSwap(nil, &err)
+						return
+					}
+					out[i] = append(out[i], p)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		return nil, *err
+	}
+	return out, nil
 }
 
 // snapshotItems are a station's items as the scheduler puts them in its

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +54,8 @@ type fleet struct {
 	rounds       atomic.Int64          // ids of rounds, from 1
 	lost         atomic.Int64          // connections lost (paho reconnects them)
 	refused      atomic.Int64          // commands that did not decode
+	stray        atomic.Int64          // receipts of the other kind than the round's (see onMessage)
+	trip         [][][]byte            // the broker round trip's events, f.devs[i]'s at i
 }
 
 type device struct {
@@ -71,14 +78,15 @@ type device struct {
 // device (or every arrival, for the sink), and keeps the times of the first
 // and the last in unix nanoseconds: the clock the scenario process reads too.
 type round struct {
-	id       int64
-	cpu0     time.Duration // this process's CPU time when the round began
-	want     int64
-	target   uint64 // receipts: the upto_seq that completes a device
-	first    atomic.Int64
-	last     atomic.Int64
-	done     atomic.Int64
-	complete chan struct{}
+	id        int64
+	cpu0      time.Duration // this process's CPU time when the round began
+	want      int64
+	target    uint64 // receipts: the upto_seq that completes a device
+	roundTrip bool   // receipts: the broker round trip's receiver's count, not the daemon's
+	first     atomic.Int64
+	last      atomic.Int64
+	done      atomic.Int64
+	complete  chan struct{}
 }
 
 func (f *fleet) newRound(want int64) *round {
@@ -194,6 +202,24 @@ func (f *fleet) handle(ctx context.Context, op string, raw json.RawMessage) (any
 			return nil, err
 		}
 		return f.publishEvents(ctx, a)
+	case "trip-events":
+		// Apart from "roundtrip", so that neither process's CPU in the
+		// round trip includes passing the events.
+		var a tripEvents
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		if len(a.Events) != len(f.devs) {
+			return nil, fmt.Errorf("events for %d devices, want %d", len(a.Events), len(f.devs))
+		}
+		f.trip = a.Events
+		return nil, nil
+	case "roundtrip":
+		var a rootArgs
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return f.roundTrip(ctx, a)
 	case "sink":
 		var a rootArgs
 		if err := json.Unmarshal(raw, &a); err != nil {
@@ -202,7 +228,7 @@ func (f *fleet) handle(ctx context.Context, op string, raw json.RawMessage) (any
 		return f.sink(ctx, a)
 	case "stats":
 		rss, _ := readRSS("self")
-		return fleetStats{RSS: rss, Lost: f.lost.Load(), Refused: f.refused.Load()}, nil
+		return fleetStats{RSS: rss, Lost: f.lost.Load(), Refused: f.refused.Load(), Stray: f.stray.Load()}, nil
 	}
 	return nil, fmt.Errorf("unknown request %q", op)
 }
@@ -232,10 +258,17 @@ type signArgs struct {
 	PerDevice int `json:"per_device"`
 }
 
+// tripEvents are each device's signed events for the broker round trip, in
+// the order of connectArgs.Devices.
+type tripEvents struct {
+	Events [][][]byte `json:"events"`
+}
+
 type fleetStats struct {
 	RSS     int64 `json:"rss"`
 	Lost    int64 `json:"lost"`
 	Refused int64 `json:"refused"`
+	Stray   int64 `json:"stray"`
 }
 
 type connectResult struct {
@@ -363,13 +396,22 @@ func (f *fleet) onMessage(d *device) paho.MessageHandler {
 				f.refused.Add(1)
 				return
 			}
+			// The broker round trip and the daemon's ingestion send the
+			// same seqs: a receipt of the one the broker delivered late
+			// (after a reconnection, say) must not complete a device in
+			// the other.
+			r := f.receiptRound.Load()
+			if r == nil || (c.LogHash == roundTripLogHash) != r.roundTrip {
+				f.stray.Add(1)
+				return
+			}
 			for {
 				v := d.upto.Load()
 				if c.UptoSeq <= v || d.upto.CompareAndSwap(v, c.UptoSeq) {
 					break
 				}
 			}
-			if r := f.receiptRound.Load(); r != nil && c.UptoSeq >= r.target && d.rcptRound.Swap(r.id) != r.id {
+			if c.UptoSeq >= r.target && d.rcptRound.Swap(r.id) != r.id {
 				r.arrive(now)
 			}
 		}
@@ -559,28 +601,47 @@ func (f *fleet) sign(a signArgs) (signResult, error) {
 	return signResult{Events: n, MeanBytes: float64(bytes.Load()) / float64(n)}, nil
 }
 
-// publishEvents has every device publish its signed events at once, as when
-// a broadcast ends everywhere at the same minute, each device pipelining its
-// own (as the agent sends a batch and then waits for the acks), and times it
-// from the first publish to the last device's receipt for its last event.
+// publishEvents has every device publish its signed events to the daemon,
+// and times it from the first publish to the last device's receipt for its
+// last event.
 func (f *fleet) publishEvents(ctx context.Context, a waitArgs) (span, error) {
-	per := len(f.devs[0].payloads)
-	if per == 0 {
+	if len(f.devs[0].payloads) == 0 {
 		return span{}, errors.New("no signed events: sign first")
 	}
+	events := make([][][]byte, len(f.devs))
+	for i, d := range f.devs {
+		events[i] = d.payloads
+	}
+	return f.exchange(ctx, a.Timeout, events, false)
+}
+
+// exchange has every device publish its events (events[i] are f.devs[i]'s)
+// at once, as when a broadcast ends everywhere at the same minute, each
+// device pipelining its own (as the agent sends a batch and then waits for
+// the acks), and waits until each has a receipt for its last: the daemon's
+// receipts, or the broker round trip's receiver's. It returns the span from
+// the first publish to the last such receipt.
+func (f *fleet) exchange(ctx context.Context, timeout time.Duration, events [][][]byte, roundTrip bool) (span, error) {
+	per := len(events[0])
 	r := f.newRound(int64(len(f.devs)))
-	r.target = uint64(per)
+	r.target, r.roundTrip = uint64(per), roundTrip
+	// What an earlier round's receipts left must not count as this
+	// round's (onMessage counts only receipts that arrive in it); upto is
+	// reset too, so that a failure says how far this round got.
+	for _, d := range f.devs {
+		d.upto.Store(0)
+	}
 	f.receiptRound.Store(r)
 	startGate := make(chan struct{})
 	var wg sync.WaitGroup
 	var failed atomic.Pointer[error]
-	for _, d := range f.devs {
+	for i, d := range f.devs {
 		wg.Go(func() {
 			<-startGate
 			// All of them at once, then wait for the acks: a device's
 			// events are few, and the agent sends its outbox the same way.
-			w := newWindow(len(d.payloads), a.Timeout)
-			for _, p := range d.payloads {
+			w := newWindow(len(events[i]), timeout)
+			for _, p := range events[i] {
 				_ = w.add(d.client.Publish(d.events, 1, false, p)) // never full: never waits
 			}
 			if err := w.drain(); err != nil {
@@ -595,7 +656,7 @@ func (f *fleet) publishEvents(ctx context.Context, a waitArgs) (span, error) {
 	if err := failed.Load(); err != nil {
 		return span{}, *err
 	}
-	if err := r.wait(ctx, a.Timeout, "devices have a receipt for all their events"); err != nil {
+	if err := r.wait(ctx, timeout, "devices have a receipt for all their events"); err != nil {
 		lowest := uint64(per)
 		for _, d := range f.devs {
 			lowest = min(lowest, d.upto.Load())
@@ -603,6 +664,162 @@ func (f *fleet) publishEvents(ctx context.Context, a waitArgs) (span, error) {
 		return span{}, fmt.Errorf("%w (the furthest behind has a receipt up to seq %d of %d)", err, lowest, per)
 	}
 	return r.span(start), nil
+}
+
+// roundTripLogHash is the log hash of the broker round trip's receipts: a
+// sha256 like the daemon's, which no log of the daemon's will have, so that
+// the devices tell the two kinds of receipt apart.
+var roundTripLogHash = func() string {
+	h := sha256.Sum256([]byte("loaxa-bench broker round trip"))
+	return hex.EncodeToString(h[:])
+}()
+
+// roundTrip measures what the broker and the devices cost for the daemon's
+// ingestion exchange: the same device connections publish events of the same
+// size, on the same topics, in the same way (exchange), and a bare paho
+// receiver of the daemon's user, subscribed to every device's events,
+// answers each at once with a receipt on the device's command topic. No
+// validation, no storage. The scenario runs it before the daemon first
+// connects: the broker has no session of the daemon's then, so nothing of
+// it is queued for the daemon.
+func (f *fleet) roundTrip(ctx context.Context, a rootArgs) (span, error) {
+	events := f.trip
+	f.trip = nil
+	if len(events) == 0 || len(events[0]) == 0 {
+		return span{}, errors.New("no events for the round trip")
+	}
+	rcv := &receiver{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	// Its own client id, and a clean session: the daemon's persistent
+	// session (client id loaxad) must not exist when the daemon starts.
+	c, err := f.rootClient("loaxa-bench-roundtrip", a, rcv.onEvent)
+	if err != nil {
+		return span{}, fmt.Errorf("round trip receiver: %w", err)
+	}
+	defer c.Disconnect(250)
+	if t := c.Subscribe(f.args.TopicRoot+"/dev/+/events", 1, nil); !t.WaitTimeout(connectTimeout) {
+		return span{}, fmt.Errorf("round trip receiver: no SUBACK within %s", connectTimeout)
+	} else if err := t.Error(); err != nil {
+		return span{}, fmt.Errorf("round trip receiver: subscribe: %w", err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go rcv.answer(c, newWindow(bareWindow, a.Timeout), cancel)
+	sp, err := f.exchange(ctx, a.Timeout, events, true)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = fmt.Errorf("round trip receiver: %w", cause)
+	}
+	if serr := rcv.close(); err == nil && serr != nil {
+		err = fmt.Errorf("round trip receiver: %w", serr)
+	}
+	if err != nil {
+		return span{}, err
+	}
+	if n := rcv.malformed.Load(); n > 0 {
+		return span{}, fmt.Errorf("round trip receiver: %d events had no seq", n)
+	}
+	// Let the last acknowledgements of events reach the broker before the
+	// receiver leaves, as the sink does: a clean session's unacknowledged
+	// messages are reported by the broker as dropped.
+	time.Sleep(200 * time.Millisecond)
+	return sp, nil
+}
+
+// receiver is the broker round trip's stand-in for the daemon. Paho calls
+// onEvent in its router, which must not block: while it does, the client
+// reads nothing more from the broker, the acknowledgements a full window
+// waits for included. So onEvent queues, and answer publishes.
+type receiver struct {
+	mu        sync.Mutex
+	queue     []receipt
+	wake      chan struct{} // capacity 1: something is queued
+	stop      chan struct{}
+	done      chan struct{}
+	err       error // answer's, once done is closed
+	malformed atomic.Int64
+}
+
+type receipt struct {
+	topic string // the device's command topic
+	seq   uint64
+}
+
+func (rc *receiver) onEvent(_ paho.Client, m paho.Message) {
+	seq, ok := eventSeq(m.Payload())
+	if !ok {
+		rc.malformed.Add(1)
+		return
+	}
+	r := receipt{topic: strings.TrimSuffix(m.Topic(), "/events") + "/cmd", seq: seq}
+	rc.mu.Lock()
+	rc.queue = append(rc.queue, r)
+	rc.mu.Unlock()
+	select {
+	case rc.wake <- struct{}{}:
+	default:
+	}
+}
+
+// answer publishes a receipt for each queued event, at once and pipelined
+// (the daemon too publishes a receipt and awaits its acknowledgement
+// apart), until stopped; a failure cancels the round.
+func (rc *receiver) answer(c paho.Client, w *window, fail context.CancelCauseFunc) {
+	defer close(rc.done)
+	var batch []receipt
+	for {
+		select {
+		case <-rc.wake:
+		case <-rc.stop:
+			rc.err = w.drain()
+			return
+		}
+		rc.mu.Lock()
+		batch, rc.queue = rc.queue, batch[:0]
+		rc.mu.Unlock()
+		for _, r := range batch {
+			if err := w.add(c.Publish(r.topic, 1, false, receiptPayload(r.seq))); err != nil {
+				rc.err = fmt.Errorf("receipt for %s seq %d: %w", r.topic, r.seq, err)
+				fail(rc.err)
+				return
+			}
+		}
+	}
+}
+
+// close stops answering, once the receipts published are acknowledged.
+func (rc *receiver) close() error {
+	close(rc.stop)
+	<-rc.done
+	return rc.err
+}
+
+// receiptPayload is a receipt as the hub marshals one (broadcast.Command),
+// with the round trip's log hash.
+func receiptPayload(seq uint64) []byte {
+	p := make([]byte, 0, 128)
+	p = append(p, `{"v":1,"type":"receipt","upto_seq":`...)
+	p = strconv.AppendUint(p, seq, 10)
+	p = append(p, `,"log_hash":"`...)
+	p = append(p, roundTripLogHash...)
+	return append(p, `"}`...)
+}
+
+// eventSeq finds an event's seq without decoding it: the receiver stands
+// for the broker's cost, not the daemon's. The first "seq": is the body's,
+// since the ids before it cannot hold a quote (broadcast.ValidID) and the
+// signature is base64.
+func eventSeq(payload []byte) (uint64, bool) {
+	const key = `"seq":`
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	digits := payload[i+len(key):]
+	n := 0
+	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	seq, err := strconv.ParseUint(string(digits[:n]), 10, 64)
+	return seq, err == nil && seq > 0
 }
 
 // sinkConns is how many connections of the daemon's user publish the

@@ -6,7 +6,9 @@
 //     scheduler and Hub.PublishSnapshot, next to a bare pipelined paho
 //     publisher sending the same bytes through the same broker;
 //   - the ingestion of signed events with receipts, next to the broker's own
-//     delivery rate of the same payloads and storage's raw group commit;
+//     round trip of the same exchange (the same devices' events answered by
+//     a bare receiver), its one-way delivery rate, and storage's raw group
+//     commit;
 //   - the daemon's RSS with every device connected.
 //
 // Each for the embedded broker and for Mosquitto, started with the files the
@@ -34,8 +36,9 @@ const usage = `usage: go run ./cmd/loaxa-bench [flags]
 Runs the daemon at national scale against a simulated fleet (one device per
 commune of the units file) and prints: the fan-out of schedule snapshots next
 to a bare paho publisher, event ingestion with receipts next to the broker's
-own rate and storage's raw group commit, and the daemon's RSS. A full run
-(2,000 and 10,047 devices, both brokers) takes about a minute on two CPUs.
+own round trip and one-way rate and storage's raw group commit, and the
+daemon's RSS. A full run (2,000 and 10,047 devices, both brokers) takes about
+a minute on two CPUs.
 
 flags:
 `

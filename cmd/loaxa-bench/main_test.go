@@ -51,7 +51,8 @@ func TestSmoke(t *testing.T) {
 	}
 	for name, d := range map[string]time.Duration{
 		"daemon fan-out": r.FanoutDaemon, "bare fan-out": r.FanoutBare,
-		"daemon ingestion": r.IngestDaemon, "broker delivery": r.IngestBroker, "raw storage": r.RawStorage,
+		"daemon ingestion": r.IngestDaemon, "broker round trip": r.IngestRoundTrip,
+		"broker delivery": r.IngestBroker, "raw storage": r.RawStorage,
 	} {
 		if d <= 0 || d > time.Minute {
 			t.Errorf("%s took %s", name, d)
@@ -59,6 +60,19 @@ func TestSmoke(t *testing.T) {
 	}
 	if r.Events != 20*4 || r.RawEvents != 20*4 {
 		t.Errorf("%d events, %d raw, want 80 of each", r.Events, r.RawEvents)
+	}
+	// The round trip ran before the daemon's first start: none of its
+	// events may reach the daemon, or the devices' would be duplicates.
+	if n := r.IngestCommits.EventsAppended; n != 80 {
+		t.Errorf("the daemon appended %d events in its ingestion, want 80", n)
+	}
+	// The round trip's events stand for the daemon's: the same size but
+	// for the digits of a timestamp's fraction, which JSON trims.
+	if d := r.RoundTripBytes - r.EventBytes; d < -5 || d > 5 {
+		t.Errorf("round trip events of %.0f B, the daemon's %.0f B", r.RoundTripBytes, r.EventBytes)
+	}
+	if len(r.Notes) > 0 {
+		t.Errorf("notes: %q", r.Notes)
 	}
 	if r.SnapshotItems < 1 || r.SnapshotBytes < 500 {
 		t.Errorf("snapshots of %.0f bytes and %.1f items: the devices' week is empty", r.SnapshotBytes, r.SnapshotItems)
@@ -72,5 +86,10 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "| embedded | 20 |") {
 		t.Errorf("the markdown has no row for the scenario:\n%s", b)
+	}
+	for _, want := range []string{"| broker round trip | daemon/round trip (goal ≥ 0.8) |", "broker round trip before the daemon's first start: "} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("the markdown lacks %q:\n%s", want, b)
+		}
 	}
 }

@@ -80,7 +80,14 @@ type Result struct {
 	Events       int           `json:"events"`
 	EventBytes   float64       `json:"event_bytes"`   // mean signed payload
 	IngestDaemon time.Duration `json:"ingest_daemon"` // first publish to last receipt
-	IngestBroker time.Duration `json:"ingest_broker"` // first publish to last arrival at the sink
+	// The broker round trip: the same devices, events and receipts, with a
+	// bare receiver in the daemon's place; timed as the daemon's ingestion.
+	IngestRoundTrip time.Duration `json:"ingest_round_trip"`
+	RoundTripBytes  float64       `json:"round_trip_bytes"` // mean signed payload
+	RoundTripCPU    cpuShare      `json:"round_trip_cpu"`
+	// The broker alone, one way: 64 connections of the daemon's user to
+	// one subscriber, first publish to last arrival at the sink.
+	IngestBroker time.Duration `json:"ingest_broker"`
 	RawEvents    int           `json:"raw_events"`
 	RawStorage   time.Duration `json:"raw_storage"` // AppendEvent from 64 goroutines
 	RawCommits   storage.Stats `json:"raw_commits"` // the store's counters over that run
@@ -151,9 +158,10 @@ func (s *scenarioServer) close() {}
 
 // runScenario runs one broker and fleet size in this process, which then
 // hosts the daemon: prepare the store, start the broker, connect the fleet
-// (devices process), then time the daemon's fan-out against the bare
-// publisher's, the daemon's event ingestion against the broker's own
-// delivery rate and storage's raw group commit, and read the RSS on the way.
+// (devices process), time the broker round trip of the devices' events,
+// then the daemon's fan-out against the bare publisher's, the daemon's event
+// ingestion against the round trip, the broker's one-way delivery rate and
+// storage's raw group commit, and read the RSS on the way.
 func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, err error) {
 	res = Result{Spec: spec, LoadBefore: loadAverage()}
 	say := func(format string, a ...any) {
@@ -235,9 +243,17 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	for i, d := range fx.devices {
 		ids[i] = d.ID
 	}
+	// The round trip's events cannot be the ones the devices send the
+	// daemon later: those name the rev of the daemon's snapshot. They are
+	// signed the same way, for the same airings and seqs, with a rev of the
+	// same size: the scheduler's starts at the time in microseconds.
+	trip, err := signEvents(ids, fx.items, runKey, uint64(time.Now().UnixMicro()), spec.EventsPerDevice, clock.Now())
+	if err != nil {
+		return res, fmt.Errorf("sign the round trip's events: %w", err)
+	}
 	// The registry (embedded broker) holds the devices now; the list is no
 	// longer the scenario's to keep.
-	fx.devices = nil
+	fx.devices, fx.items = nil, nil
 	// What the preparation allocated is not the daemon's: hand it back to
 	// the OS before the daemon starts and its RSS is read.
 	debug.FreeOSMemory()
@@ -257,6 +273,40 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	}
 	res.Connect = cr.Seconds
 	say("%d devices connected and subscribed in %.1f s", len(ids), cr.Seconds)
+	root := rootArgs{User: cfg.MQTT.Username, Password: cfg.MQTT.Password, Timeout: spec.Timeout}
+	cpu := cpuMeter{mosquitto: mosq}
+
+	// The broker round trip, before the daemon ever connects. The daemon's
+	// session is persistent and subscribed to every device's events: were
+	// it there, stopped between two rounds, the broker would queue these
+	// events for it, and it would log them when it started. Now the broker
+	// has no session of the daemon's (the embedded broker and Mosquitto,
+	// which keeps nothing on disk, are new for each scenario), and the
+	// events are not retained: the daemon's first session starts empty.
+	if err := fl.call("trip-events", tripEvents{Events: trip}, nil); err != nil {
+		return res, fmt.Errorf("broker round trip: %w", err)
+	}
+	settle()
+	started := time.Now()
+	brokerCPU0, mosqCPU0 := cpu.read()
+	var sp span
+	if err := fl.call("roundtrip", root, &sp); err != nil {
+		return res, fmt.Errorf("broker round trip: %w", err)
+	}
+	res.RoundTripCPU = cpu.since(started, brokerCPU0, mosqCPU0, sp.CPU)
+	res.IngestRoundTrip = nanos(sp.Last - sp.Start)
+	for _, ps := range trip {
+		for _, p := range ps {
+			res.RoundTripBytes += float64(len(p))
+		}
+	}
+	res.RoundTripBytes /= float64(len(ids) * spec.EventsPerDevice)
+	trip = nil
+	say("broker round trip: %d events with receipts in %s", len(ids)*spec.EventsPerDevice, ms(res.IngestRoundTrip))
+	// As after the preparation: what the round trip allocated here (the
+	// events, and the embedded broker's state for the receiver) is not
+	// the daemon's.
+	debug.FreeOSMemory()
 
 	// The fan-out is the daemon's start: the scheduler's first pass
 	// (RefreshAll, as after every restart) marks every station dirty, reads
@@ -280,8 +330,6 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 			say("daemon close: %v", err)
 		}
 	})
-	root := rootArgs{User: cfg.MQTT.Username, Password: cfg.MQTT.Password, Timeout: spec.Timeout}
-	cpu := cpuMeter{mosquitto: mosq}
 	var fromStart, fromPublish []time.Duration
 	var shares []cpuShare
 	for round := range spec.Rounds {
@@ -335,7 +383,6 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	res.FanoutFromStart, res.BareFromPublish = median(fromStart), median(fromPublish)
 
 	settle()
-	var sp span
 	workers := root
 	workers.Window = schedulerWorkers
 	if err := fl.call("bare", workers, &sp); err != nil {
@@ -350,7 +397,7 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	}
 	res.Events, res.EventBytes = sr.Events, sr.MeanBytes
 	settle()
-	started := time.Now()
+	started = time.Now()
 	daemonCPU, brokerCPU := cpu.read()
 	stopProfile := spec.profile("ingest")
 	ist0 := d.Store().Stats()
@@ -359,6 +406,12 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	}
 	stopProfile()
 	res.IngestCommits = commitsSince(ist0, d.Store().Stats())
+	if n := res.IngestCommits.EventsAppended; n != uint64(res.Events) {
+		// Events the broker had queued for the daemon (the round trip's,
+		// say) would be logged before these, which would then be
+		// duplicates: the rate would not be the ingestion's.
+		res.Notes = append(res.Notes, fmt.Sprintf("the daemon appended %d events during its ingestion of %d", n, res.Events))
+	}
 	res.IngestCPU = cpu.since(started, daemonCPU, brokerCPU, sp.CPU)
 	res.IngestDaemon = nanos(sp.Last - sp.Start)
 	res.RSSAfterEvents, _ = readRSS("self")
@@ -371,7 +424,7 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	res.IngestBroker = nanos(sp.Last - sp.Start)
 	// The sampler may have missed the readings above between two ticks.
 	res.RSSPeak = max(rss.stop(), res.RSSIdle, res.RSSAfterEvents)
-	say("broker delivery: %d events in %s", res.Events, ms(res.IngestBroker))
+	say("broker alone, 64 connections one way: %d events in %s", res.Events, ms(res.IngestBroker))
 
 	var fs fleetStats
 	if err := fl.call("stats", nil, &fs); err != nil {
@@ -383,6 +436,9 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	}
 	if fs.Refused > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("devices received %d commands that were not receipts or did not decode", fs.Refused))
+	}
+	if fs.Stray > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("devices ignored %d receipts that came outside their round (the broker round trip's during the daemon's ingestion, or the reverse)", fs.Stray))
 	}
 	if mosq != nil {
 		res.BrokerRSS, _ = readRSS(strconv.Itoa(mosq.pid()))
