@@ -55,6 +55,7 @@ func (s *Store) AddDevices(ctx context.Context, devices []broadcast.Device, op *
 			return broadcast.FieldError(broadcast.EInvalid, "id", "device id %q is not 1-64 characters of [A-Za-z0-9_-]", d.ID)
 		}
 	}
+	defer s.devices.changed()
 	err := s.update(ctx, op, func(tx *bolt.Tx) error {
 		db, sb, idx := tx.Bucket(bktDevices), tx.Bucket(bktStations), tx.Bucket(bktStationDevs)
 		for _, d := range devices {
@@ -91,7 +92,10 @@ func (s *Store) AddDevices(ctx context.Context, devices []broadcast.Device, op *
 
 // Device returns a device, with its secret hash.
 func (s *Store) Device(id string) (broadcast.Device, error) {
-	var d broadcast.Device
+	d, gen, ok := s.devices.get(id)
+	if ok {
+		return d, nil
+	}
 	err := s.view(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bktDevices).Get([]byte(id))
 		if v == nil {
@@ -104,6 +108,7 @@ func (s *Store) Device(id string) (broadcast.Device, error) {
 	if err != nil {
 		return broadcast.Device{}, fmt.Errorf("device %s: %w", id, err)
 	}
+	s.devices.put(gen, d)
 	return d, nil
 }
 
@@ -147,6 +152,7 @@ func afterZero(k []byte) []byte {
 // its station's enabled devices. Disabling a disabled device changes nothing
 // and logs nothing.
 func (s *Store) DisableDevice(ctx context.Context, id string, at time.Time, op *broadcast.OpEntry) error {
+	defer s.devices.changed()
 	err := s.update(ctx, op, func(tx *bolt.Tx) error {
 		db := tx.Bucket(bktDevices)
 		v := db.Get([]byte(id))

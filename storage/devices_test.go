@@ -1,9 +1,13 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
 )
@@ -79,6 +83,67 @@ func TestDevices(t *testing.T) {
 	if err := s.DisableDevice(ctx, "nope", t0, nil); !broadcast.IsNotFound(err) {
 		t.Errorf("disable unknown: %v", err)
 	}
+}
+
+// Device answers from its cache between changes, and never with a record
+// older than the last change that returned.
+func TestDeviceCacheFollowsChanges(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	seedStations(t, s, 1)
+	key := ed25519.PublicKey(bytes.Repeat([]byte{7}, ed25519.PublicKeySize))
+	must(t, s.AddDevice(ctx, broadcast.Device{ID: "d1", Station: "38001", PublicKey: key}, nil))
+
+	d, err := s.Device("d1")
+	must(t, err)
+	d.PublicKey[0] = 9 // a caller scribbling on its copy
+	again, err := s.Device("d1")
+	must(t, err)
+	if !bytes.Equal(again.PublicKey, key) {
+		t.Fatalf("a caller's change reached the cache: key %x", again.PublicKey)
+	}
+	if _, err := s.Device("d2"); !broadcast.IsNotFound(err) {
+		t.Fatalf("unknown device: %v", err)
+	}
+	must(t, s.AddDevice(ctx, broadcast.Device{ID: "d2", Station: "38001"}, nil))
+	if _, err := s.Device("d2"); err != nil {
+		t.Fatalf("a device added after a miss: %v", err)
+	}
+
+	// Readers racing the change: once DisableDevice has returned, no read
+	// that starts may see the device enabled.
+	var (
+		stop     = make(chan struct{})
+		disabled atomic.Bool
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				after := disabled.Load()
+				d, err := s.Device("d1")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if after && !d.Disabled {
+					t.Error("device read enabled after DisableDevice returned")
+					return
+				}
+			}
+		})
+	}
+	time.Sleep(5 * time.Millisecond)
+	must(t, s.DisableDevice(ctx, "d1", t0, nil))
+	disabled.Store(true)
+	time.Sleep(5 * time.Millisecond)
+	close(stop)
+	wg.Wait()
 }
 
 func TestNextSnapshotRev(t *testing.T) {

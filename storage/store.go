@@ -152,6 +152,8 @@ type Store struct {
 	wcache writerCache
 	gen    atomic.Uint64
 
+	devices deviceCache // devcache.go
+
 	stats struct {
 		events, duplicates, rejected, unmatched, commits, checkpoints atomic.Uint64
 		commitNanos, applyNanos                                       atomic.Int64
