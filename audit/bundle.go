@@ -480,7 +480,11 @@ manifest.json  what the bundle covers: the period, the as-run and operations
                file.
 devices.json   every device in the segment: its station and ed25519 public key.
 asrun.jsonl    one as-run entry per line; "payload" is base64 of the exact bytes
-               the device signed and sent.
+               the device signed and sent. "unmatched", where present, says
+               that the event named no airing of its station when it was
+               logged (unknown_airing, other_station): it counts for none.
+               Like "station", it is the daemon's note, not covered by the
+               hash; the payload is the evidence.
 oplog.jsonl    one operations-log entry per line: who did what.
 
 Devices send late what they played while offline, so entries received up to

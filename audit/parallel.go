@@ -231,6 +231,9 @@ func checkPayload(out []Problem, e *broadcast.AsRunEntry, k deviceInfo, checkSig
 	if ev.Event != e.Event {
 		out = append(out, Problem{Log: "asrun", Entry: e.Seq, Problem: fmt.Sprintf("it says event %q where its payload says %q", e.Event, ev.Event)})
 	}
+	if p, bad := unmatchedProblem(e); bad {
+		out = append(out, p)
+	}
 	if !checkSigs {
 		return out
 	}

@@ -65,6 +65,9 @@ func (v *Verifier) AsRun(e broadcast.AsRunEntry) {
 	if ev.Device != e.Device || ev.Seq != e.DeviceSeq || ev.Airing != e.Airing {
 		v.add(Problem{Log: "asrun", Entry: e.Seq, Problem: "its payload names another device, seq or airing than the entry"})
 	}
+	if p, bad := unmatchedProblem(&e); bad {
+		v.add(p)
+	}
 	if v.Key == nil {
 		return
 	}
@@ -110,4 +113,15 @@ func (v *Verifier) Result(head broadcast.Hash, lastSeq uint64, opHead broadcast.
 		problems = []Problem{}
 	}
 	return Result{OK: len(problems) == 0, Entries: v.asrun.entries, Head: v.asrun.head, OpEntries: v.oplog.entries, OpHead: v.oplog.head, Problems: problems}
+}
+
+// unmatchedProblem names an entry marked unmatched for a reason the daemon
+// never writes: the mark is not covered by the hash, so a changed one is
+// caught only this way.
+func unmatchedProblem(e *broadcast.AsRunEntry) (Problem, bool) {
+	switch e.Unmatched {
+	case "", broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation:
+		return Problem{}, false
+	}
+	return Problem{Log: "asrun", Entry: e.Seq, Problem: fmt.Sprintf("it is marked unmatched for a reason the daemon never gives, %q", e.Unmatched)}, true
 }

@@ -62,6 +62,18 @@ func TestVerifierNamesTheTamperedEntry(t *testing.T) {
 		t.Fatalf("forged signatures: %+v, want each named", r.Problems)
 	}
 
+	// The unmatched mark is outside the hash: a valid one passes, any
+	// other value is named.
+	marked := append([]broadcast.AsRunEntry(nil), entries...)
+	marked[1].Unmatched = broadcast.UnmatchedUnknownAiring
+	if r := verifyAll(marked, pub, head, last); !r.OK {
+		t.Fatalf("an entry marked unknown_airing: %+v", r.Problems)
+	}
+	marked[1].Unmatched = "because"
+	if r := verifyAll(marked, pub, head, last); r.OK || !names(r, 2, "unmatched") {
+		t.Fatalf("an entry marked unmatched for no known reason: %+v, want entry 2 named", r.Problems)
+	}
+
 	r = verifyAll(entries[:4], pub, head, last)
 	if r.OK || !names(r, 5, "ends at entry 4") {
 		t.Fatalf("a log cut at its end: %+v", r.Problems)

@@ -44,9 +44,10 @@ type AsRunEntry struct {
 	Event      EventType `json:"event"`
 	Payload    []byte    `json:"payload"`
 	// Unmatched says why the event counts for no airing (UnmatchedUnknownAiring,
-	// UnmatchedOtherStation); "" for the events that count. Like Station and
-	// Airing, it is derived from the payload and the registry, so the hash
-	// need not cover it.
+	// UnmatchedOtherStation); "" for the events that count. It records what
+	// the daemon found when it logged the entry (the airings it knew then),
+	// for the reader's information: the hash does not cover it, and the
+	// evidence is the payload, which names the airing.
 	Unmatched string `json:"unmatched,omitempty"`
 	PrevHash  Hash   `json:"prev_hash"`
 	Hash      Hash   `json:"hash"`

@@ -445,8 +445,10 @@ func (w *batchTx) duplicate(rec EventRecord, st *seqState, seq uint64) (result, 
 		w.s.log.Warn("duplicate event seq with a different payload", "device", rec.Device, "seq", rec.Event.Seq, "entry", seq)
 	}
 	app := Appended{Entry: first, Duplicate: true, UptoSeq: st.Upto, UptoHash: st.UptoHash}
-	if a, err := w.airing(first.Airing); err == nil {
-		app.Airing = cloneAiring(a)
+	if first.Unmatched == "" {
+		if a, err := w.airing(first.Airing); err == nil {
+			app.Airing = cloneAiring(a)
+		}
 	}
 	w.duplicates++
 	return result{app: app}, nil
@@ -606,7 +608,7 @@ func decodeEntryAfter(v []byte, prev *broadcast.AsRunEntry) (broadcast.AsRunEntr
 	}
 	if len(rest) > 0 {
 		f, ok := field()
-		if !ok {
+		if !ok || len(rest) > 0 {
 			return e, errCorruptEntry
 		}
 		e.Unmatched = string(f)

@@ -130,11 +130,17 @@ func TestAppendEventRefusals(t *testing.T) {
 	if app.Entry.Seq != 3 || app.Duplicate || app.Airing == nil || app.UptoSeq != 3 {
 		t.Errorf("after the unmatched: %+v", app)
 	}
-	// A re-sent unmatched event is a duplicate, receipted again.
+	// A re-sent unmatched event is a duplicate, receipted again, and still
+	// applies to no airing.
 	dup, err := s.AppendEvent(ctx, event(t, devs[0], "38001", "nope", 1, broadcast.EventReceived))
 	must(t, err)
 	if !dup.Duplicate || dup.Entry.Unmatched != broadcast.UnmatchedUnknownAiring || dup.UptoSeq != 3 {
 		t.Errorf("re-sent unmatched event: %+v", dup)
+	}
+	dup, err = s.AppendEvent(ctx, event(t, devs[0], "38001", "b1", 2, broadcast.EventReceived))
+	must(t, err)
+	if !dup.Duplicate || dup.Entry.Unmatched != broadcast.UnmatchedOtherStation || dup.Airing != nil {
+		t.Errorf("re-sent event for another station's airing: %+v, want a duplicate with no airing", dup)
 	}
 	if st := s.Stats(); st.Rejected != 2 || st.Unmatched != 2 || st.EventsAppended != 3 {
 		t.Errorf("stats %+v", st)
@@ -696,6 +702,9 @@ func FuzzDecodeEntry(f *testing.F) {
 	e.Unmatched = broadcast.UnmatchedOtherStation
 	f.Add(encodeEntry(&e))
 	f.Add([]byte{entryVersion})
+	if _, err := decodeEntry(append(encodeEntry(&e), 0)); err == nil {
+		f.Fatal("an entry with a byte after its last field decoded")
+	}
 	f.Fuzz(func(t *testing.T, v []byte) {
 		got, err := decodeEntry(v)
 		if err != nil {
