@@ -128,7 +128,11 @@ func (h *Hub) processEvent(ctx context.Context, in inbound) error {
 		// drop the second, so it gets none and stays in its outbox for an
 		// operator to see.
 		if prev, _, perr := broadcast.DecodeEvent(res.Entry.Payload); perr == nil && prev.ID != ev.ID {
-			return reject(broadcast.RejectSeq, "seq %d is already logged for event %s, not %s", ev.Seq, prev.ID, ev.ID)
+			// Most likely the device lost its data and counts from 1
+			// again; every later event will be refused the same way, so
+			// say what would end it.
+			return reject(broadcast.RejectSeq, "seq %d is already logged for event %s, not %s (the device's seqs are logged up to %d; "+
+				"a device that lost its data must be registered again under a new id)", ev.Seq, prev.ID, ev.ID, max(res.UptoSeq, seq.Max))
 		}
 		h.m.eventsDuplicate.Inc()
 	} else {
