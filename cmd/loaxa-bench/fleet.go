@@ -161,76 +161,57 @@ func newFleet(log io.Writer) *fleet { return &fleet{log: log} }
 func (f *fleet) handle(ctx context.Context, op string, raw json.RawMessage) (any, error) {
 	switch op {
 	case "connect":
-		var a connectArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return f.connect(ctx, a)
+		return withArgs(op, raw, func(a connectArgs) (any, error) { return f.connect(ctx, a) })
 	case "arm":
 		f.schedRound.Store(f.newRound(int64(len(f.devs))))
 		return nil, nil
 	case "await":
-		var a waitArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		r := f.schedRound.Load()
-		if r == nil {
-			return nil, errors.New("no round armed")
-		}
-		if err := r.wait(ctx, a.Timeout, "devices have received a snapshot"); err != nil {
-			return nil, err
-		}
-		return r.span(0), nil
+		return withArgs(op, raw, func(a waitArgs) (any, error) {
+			r := f.schedRound.Load()
+			if r == nil {
+				return nil, errors.New("no round armed")
+			}
+			if err := r.wait(ctx, a.Timeout, "devices have received a snapshot"); err != nil {
+				return nil, err
+			}
+			return r.span(0), nil
+		})
 	case "snapshots":
 		return f.checkSnapshots()
 	case "bare":
-		var a rootArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return f.bare(ctx, a)
+		return withArgs(op, raw, func(a rootArgs) (any, error) { return f.bare(ctx, a) })
 	case "sign":
-		var a signArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return f.sign(a)
+		return withArgs(op, raw, f.sign)
 	case "events":
-		var a waitArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return f.publishEvents(ctx, a)
+		return withArgs(op, raw, func(a waitArgs) (any, error) { return f.publishEvents(ctx, a) })
 	case "trip-events":
 		// Apart from "roundtrip", so that neither process's CPU in the
 		// round trip includes passing the events.
-		var a tripEvents
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		if len(a.Events) != len(f.devs) {
-			return nil, fmt.Errorf("events for %d devices, want %d", len(a.Events), len(f.devs))
-		}
-		f.trip = a.Events
-		return nil, nil
+		return withArgs(op, raw, func(a tripEvents) (any, error) {
+			if len(a.Events) != len(f.devs) {
+				return nil, fmt.Errorf("events for %d devices, want %d", len(a.Events), len(f.devs))
+			}
+			f.trip = a.Events
+			return nil, nil
+		})
 	case "roundtrip":
-		var a rootArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return f.roundTrip(ctx, a)
+		return withArgs(op, raw, func(a rootArgs) (any, error) { return f.roundTrip(ctx, a) })
 	case "sink":
-		var a rootArgs
-		if err := json.Unmarshal(raw, &a); err != nil {
-			return nil, err
-		}
-		return f.sink(ctx, a)
+		return withArgs(op, raw, func(a rootArgs) (any, error) { return f.sink(ctx, a) })
 	case "stats":
 		rss, _ := readRSS("self")
 		return fleetStats{RSS: rss, Lost: f.lost.Load(), Refused: f.refused.Load(), Stray: f.stray.Load()}, nil
 	}
 	return nil, fmt.Errorf("unknown request %q", op)
+}
+
+// withArgs decodes a request's arguments and hands them to fn.
+func withArgs[A, R any](op string, raw json.RawMessage, fn func(A) (R, error)) (any, error) {
+	var a A
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, fmt.Errorf("arguments of %s: %w", op, err)
+	}
+	return fn(a)
 }
 
 type connectArgs struct {
