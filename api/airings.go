@@ -170,7 +170,7 @@ func (s *Server) cancelAiring(w http.ResponseWriter, r *http.Request, tok broadc
 		if a.Status.Final() {
 			return broadcast.Errorf(broadcast.EConflict, "airing %s is %s; it can no longer be cancelled", a.ID, a.Status)
 		}
-		a.Status, a.Reason, a.UpdatedAt = broadcast.StatusCancelled, "cancelled by "+tok.Name, now
+		a.Cancel(now, "cancelled by "+tok.Name)
 		return nil
 	}, op)
 	if err != nil {

@@ -319,9 +319,19 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 
 // verify checks both logs from their genesis to their current heads: the
 // chain, and every device signature on all cores (audit.VerifyLogs), with
-// memory that does not grow with the log.
+// memory that does not grow with the log; then the records reports are
+// computed from against the hashes the operations log holds, and every
+// airing's verdicts against its evidence (audit.VerifyRecords).
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	res, err := audit.VerifyLogs(r.Context(), s.opts.Store, 0)
+	if err == nil {
+		var rec audit.RecordsResult
+		rec, err = audit.VerifyRecords(r.Context(), s.opts.Store, s.opts.Policy)
+		res.Records, res.Airings = rec.Records, rec.Airings
+		if len(rec.Problems) > 0 {
+			res.OK, res.Problems = false, append(res.Problems, rec.Problems...)
+		}
+	}
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client left; nobody reads the answer

@@ -330,7 +330,7 @@ func (s *Server) withdrawProgramme(w http.ResponseWriter, r *http.Request, tok b
 		}
 		_, err := s.opts.Store.UpdateAiring(r.Context(), a.ID, func(a *broadcast.Airing) error {
 			if !a.Status.Final() {
-				a.Status, a.Reason, a.UpdatedAt = broadcast.StatusCancelled, "withdrawn", now
+				a.Cancel(now, "withdrawn")
 			}
 			return nil
 		}, nil)

@@ -57,6 +57,11 @@ type Store interface {
 	OpsHead() (uint64, broadcast.Hash, error)
 	Ops(after uint64, fn func(broadcast.OpEntry) error) error
 	Backup(ctx context.Context, w io.Writer) error
+
+	// For audit.VerifyRecords.
+	RecordHashes(fn func(broadcast.RecordHash) error) error
+	EachAiring(fn func(broadcast.AiringCheck) error) error
+	AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, error)
 }
 
 // Planner plans an approved programme and learns of schedule edits.

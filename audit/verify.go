@@ -9,8 +9,12 @@ import (
 
 // Problem is one thing wrong with the evidence, named by log and entry.
 type Problem struct {
-	Log     string `json:"log"` // "asrun" or "oplog"
-	Entry   uint64 `json:"entry"`
+	Log   string `json:"log"` // "asrun", "oplog" or "records"
+	Entry uint64 `json:"entry"`
+	// Record names the record at fault ("programme/01J…") in log
+	// "records"; Entry is then the operations-log entry that last
+	// recorded it, or 0.
+	Record  string `json:"record,omitempty"`
 	Problem string `json:"problem"`
 }
 
@@ -95,8 +99,12 @@ type Result struct {
 	OpHead    broadcast.Hash `json:"op_head"`
 	// AsRunBase is the last purged as-run entry: the log was checked from
 	// the one after it.
-	AsRunBase uint64    `json:"asrun_base,omitempty"`
-	Problems  []Problem `json:"problems"`
+	AsRunBase uint64 `json:"asrun_base,omitempty"`
+	// Records is how many covered records were re-hashed, and Airings how
+	// many airings' verdicts were rebuilt from their evidence (VerifyRecords).
+	Records  uint64    `json:"records,omitempty"`
+	Airings  uint64    `json:"airings,omitempty"`
+	Problems []Problem `json:"problems"`
 }
 
 // Result summarises what was checked. head and opHead are the heads the
@@ -120,7 +128,7 @@ func (v *Verifier) Result(head broadcast.Hash, lastSeq uint64, opHead broadcast.
 // caught only this way.
 func unmatchedProblem(e *broadcast.AsRunEntry) (Problem, bool) {
 	switch e.Unmatched {
-	case "", broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation:
+	case "", broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation, broadcast.UnmatchedFuture:
 		return Problem{}, false
 	}
 	return Problem{Log: "asrun", Entry: e.Seq, Problem: fmt.Sprintf("it is marked unmatched for a reason the daemon never gives, %q", e.Unmatched)}, true

@@ -2,6 +2,7 @@ package broadcast
 
 import (
 	"math"
+	"slices"
 	"time"
 )
 
@@ -64,6 +65,11 @@ type Airing struct {
 	Status    Status    `json:"status"`
 	Reason    string    `json:"reason,omitempty"`
 	Replaces  string    `json:"replaces,omitempty"` // the missed airing a make-up stands in for
+	// CancelledAt is when the airing was cancelled (zero if it never was).
+	// A play that a device claims to have started at or after it counts for
+	// nothing (ReasonPlayedAfterCancel); one started before it still counts,
+	// so a late report of a real play is not lost to a cancellation.
+	CancelledAt time.Time `json:"cancelled_at,omitzero"`
 
 	Devices   map[string]*DeviceAiring `json:"devices,omitempty"`
 	CreatedAt time.Time                `json:"created_at"`
@@ -73,11 +79,15 @@ type Airing struct {
 // DeviceAiring is what one device has reported for one airing: its own
 // status and a reference to every as-run entry that says so.
 type DeviceAiring struct {
-	Status    Status     `json:"status"`
-	Reason    string     `json:"reason,omitempty"`
-	StartedAt time.Time  `json:"started_at,omitzero"`
-	PlayedMS  int64      `json:"played_ms,omitempty"`
-	Events    []EventRef `json:"events"`
+	Status    Status    `json:"status"`
+	Reason    string    `json:"reason,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	PlayedMS  int64     `json:"played_ms,omitempty"`
+	// DoublePlay is set when the device reported two plays of the airing
+	// with different start times: a device plays an airing once, so one of
+	// them is a bug or a lie, and an auditor should look.
+	DoublePlay bool       `json:"double_play,omitempty"`
+	Events     []EventRef `json:"events"`
 }
 
 // EventRef points to the as-run entry that holds the evidence.
@@ -97,7 +107,50 @@ const (
 	ReasonShortPlay  = "short_play"   // played less than min_played_ratio of the audio
 	ReasonLateStart  = "off_schedule" // started outside start_tolerance of the plan
 	ReasonNoFinish   = "no_finish"    // no finished event by not_after + grace
+	// ReasonPlayedAfterCancel: the device played the airing after it was
+	// cancelled (it was offline and never heard of it). The play is kept as
+	// evidence and shown, but it does not count toward the obligation.
+	ReasonPlayedAfterCancel = "played_after_cancel"
 )
+
+// Cancel marks the airing cancelled at at, for why.
+func (a *Airing) Cancel(at time.Time, why string) {
+	a.Status, a.Reason, a.UpdatedAt = StatusCancelled, why, at
+	if a.CancelledAt.IsZero() {
+		a.CancelledAt = at
+	}
+}
+
+// cancelledBefore reports whether the airing had been cancelled by t, a
+// time a device claims it started playing. An airing cancelled before
+// CancelledAt existed (status cancelled, no time) counts as cancelled
+// before any play.
+func (a *Airing) cancelledBefore(t time.Time) bool {
+	if a.CancelledAt.IsZero() {
+		return a.Status == StatusCancelled
+	}
+	return !t.Before(a.CancelledAt)
+}
+
+// Implausible says why an event cannot be what it claims, judged against
+// when the daemon received it: UnmatchedFuture if it claims a moment (when
+// it was sent, when its play started or ended) later than its receipt plus
+// the policy's clock skew. "" if it is plausible. A device cannot report a
+// play that has not happened yet; a finished event for an airing weeks away
+// would otherwise count as aired the day it arrives.
+func Implausible(ev Event, received time.Time, p Policy) string {
+	limit := received.Add(p.ClockSkew)
+	if ev.At.After(limit) {
+		return UnmatchedFuture
+	}
+	if !ev.StartedAt.IsZero() {
+		end := ev.StartedAt.Add(time.Duration(max(ev.PlayedMS, 0)) * time.Millisecond)
+		if ev.StartedAt.After(limit) || end.After(limit) {
+			return UnmatchedFuture
+		}
+	}
+	return ""
+}
 
 // ApplyEvent records a device's event on the airing and recomputes its
 // status. entry is the as-run sequence number that holds the event;
@@ -113,6 +166,7 @@ func ApplyEvent(a *Airing, device string, ev Event, entry uint64, enabledDevices
 		d = &DeviceAiring{Status: StatusPlanned}
 		a.Devices[device] = d
 	}
+	hadFinished := slices.ContainsFunc(d.Events, func(r EventRef) bool { return r.Event == EventFinished })
 	d.Events = append(d.Events, EventRef{Entry: entry, Event: ev.Event, At: ev.At})
 	switch ev.Event {
 	case EventReceived, EventReady, EventStarted:
@@ -124,13 +178,19 @@ func ApplyEvent(a *Airing, device string, ev Event, entry uint64, enabledDevices
 			d.StartedAt = ev.At
 		}
 	case EventFinished:
-		// A device may play an airing once; a later finished event (a
-		// re-delivery with a new seq after a device bug) cannot undo aired.
+		// A device plays an airing once: a second play with another start
+		// is flagged. A later finished event (a re-delivery with a new seq
+		// after a device bug) cannot undo aired.
+		if hadFinished && !ev.StartedAt.Equal(d.StartedAt) {
+			d.DoublePlay = true
+		}
 		if d.Status == StatusAired {
 			break
 		}
 		d.StartedAt, d.PlayedMS = ev.StartedAt, ev.PlayedMS
-		if reason := judgeFinished(a, ev, p); reason != "" {
+		if a.cancelledBefore(ev.StartedAt) {
+			d.Status, d.Reason = StatusCancelled, ReasonPlayedAfterCancel
+		} else if reason := judgeFinished(a, ev, p); reason != "" {
 			d.Status, d.Reason = StatusFailed, reason
 		} else {
 			d.Status, d.Reason = StatusAired, ""

@@ -44,7 +44,7 @@ type AsRunEntry struct {
 	Event      EventType `json:"event"`
 	Payload    []byte    `json:"payload"`
 	// Unmatched says why the event counts for no airing (UnmatchedUnknownAiring,
-	// UnmatchedOtherStation); "" for the events that count. It records what
+	// UnmatchedOtherStation, UnmatchedFuture); "" for the events that count. It records what
 	// the daemon found when it logged the entry (the airings it knew then),
 	// for the reader's information: the hash does not cover it, and the
 	// evidence is the payload, which names the airing.
@@ -57,6 +57,11 @@ type AsRunEntry struct {
 const (
 	UnmatchedUnknownAiring = "unknown_airing" // no airing has its id
 	UnmatchedOtherStation  = "other_station"  // the airing is another station's
+	// UnmatchedFuture: the event claims a moment later than its receipt
+	// plus the clock skew allowance (Implausible). Unlike the other two it
+	// follows from what the hash covers (received_at and the payload), so a
+	// verifier recomputes it.
+	UnmatchedFuture = "future"
 )
 
 // ChainHash is the hash of an as-run entry. It covers everything the entry
@@ -79,16 +84,22 @@ type OpEntry struct {
 	// so that an auditor of a district reads the district's changes only;
 	// "" for what belongs to the whole tree (a unit import, a seal) and for
 	// entries older than the field.
-	Unit     string `json:"unit,omitempty"`
-	PrevHash Hash   `json:"prev_hash"`
-	Hash     Hash   `json:"hash"`
+	Unit string `json:"unit,omitempty"`
+	// Records are the content hashes of the records the change left
+	// (records.go), in key order; none for a change of no such record.
+	Records  []RecordHash `json:"records,omitempty"`
+	PrevHash Hash         `json:"prev_hash"`
+	Hash     Hash         `json:"hash"`
 }
 
 // ChainHash is the hash of an operations log entry.
 func (o *OpEntry) ChainHash() Hash {
-	// Unit is hashed only when set, so that the entries written before it
-	// existed keep their hashes; the length prefixes keep an entry with a
-	// unit apart from every entry without one.
+	// Unit and Records are hashed only when set, so that the entries
+	// written before them keep their hashes; the length prefixes keep an
+	// entry with more fields apart from every entry with fewer.
+	if len(o.Records) > 0 {
+		return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail, []byte(o.Unit), recordsBytes(o.Records))
+	}
 	if o.Unit != "" {
 		return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail, []byte(o.Unit))
 	}

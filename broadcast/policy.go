@@ -16,6 +16,7 @@ type Policy struct {
 	Freeze         time.Duration // airings starting sooner than this are not re-planned
 	Lead           time.Duration // how far ahead devices get their schedule
 	Grace          time.Duration // how long past not_after we wait for a finished event
+	ClockSkew      time.Duration // how far past its receipt an event's claimed time may lie
 	SelfApproval   bool          // may an uploader approve their own programme
 }
 
@@ -50,6 +51,7 @@ func DefaultPolicy() Policy {
 		Freeze:         time.Hour,
 		Lead:           7 * 24 * time.Hour,
 		Grace:          30 * time.Minute,
+		ClockSkew:      2 * time.Minute,
 	}
 }
 

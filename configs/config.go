@@ -77,7 +77,8 @@ type Policy struct {
 	MinDeviceRatio float64       `yaml:"min_device_ratio"`
 	Freeze         time.Duration `yaml:"freeze"`
 	Lead           time.Duration `yaml:"lead"`
-	Grace          time.Duration `yaml:"grace"` // after not_after, before an airing is judged missed
+	Grace          time.Duration `yaml:"grace"`      // after not_after, before an airing is judged missed
+	ClockSkew      time.Duration `yaml:"clock_skew"` // how far past its receipt an event's claimed times may lie
 	SelfApproval   bool          `yaml:"self_approval"`
 }
 
@@ -124,6 +125,7 @@ func Default() Config {
 			Freeze:         time.Hour,
 			Lead:           7 * 24 * time.Hour,
 			Grace:          30 * time.Minute,
+			ClockSkew:      2 * time.Minute,
 		},
 		Devices:   Devices{SeqGapTimeout: 10 * time.Minute},
 		Retention: 5 * 365 * 24 * time.Hour,

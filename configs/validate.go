@@ -137,6 +137,9 @@ func (c Config) checks() []check {
 	if p.Grace < 0 {
 		failf("policy.grace", "must not be negative, got %s", shortDuration(p.Grace))
 	}
+	if p.ClockSkew < 0 {
+		failf("policy.clock_skew", "must not be negative, got %s", shortDuration(p.ClockSkew))
+	}
 
 	if c.Devices.SeqGapTimeout <= 0 {
 		failf("devices.seq_gap_timeout", "must be positive, got %s", shortDuration(c.Devices.SeqGapTimeout))

@@ -117,8 +117,16 @@ func (h *Hub) processEvent(ctx context.Context, in inbound) error {
 		// Logged, and receipted below like any other; counted apart, for
 		// it proves no airing and means the device's schedule and ours
 		// disagree.
-		h.log.Warn("event logged but counts for no airing", "device", dev.ID, "seq", ev.Seq, "airing", ev.Airing,
-			"event", ev.Event, "why", why, "entry", res.Entry.Seq)
+		args := []any{"device", dev.ID, "seq", ev.Seq, "airing", ev.Airing, "event", ev.Event, "why", why, "entry", res.Entry.Seq}
+		if why == broadcast.UnmatchedFuture {
+			// What the device last said of its clock tells a fast clock
+			// from a forgery; it is not trusted to excuse the event.
+			args = append(args, "at", ev.At, "started_at", ev.StartedAt, "received_at", res.Entry.ReceivedAt)
+			if st, ok := h.Status(dev.ID); ok && !st.StatusAt.IsZero() {
+				args = append(args, "reported_clock_offset", st.ClockOffset)
+			}
+		}
+		h.log.Warn("event logged but counts for no airing", args...)
 		h.m.eventsUnmatched.WithLabelValues(why).Inc()
 	}
 	if res.Duplicate {

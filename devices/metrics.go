@@ -52,7 +52,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		eventsRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_rejected_total",
 			Help: "Event payloads refused, by reason; none of them reaches the as-run log."}, []string{"reason"}),
 		eventsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "events_unmatched_total",
-			Help: "Authentic events logged that count for no airing (an unknown airing, another station's), by reason; receipted so that the device's later events are."}, []string{"reason"}),
+			Help: "Authentic events logged that count for no airing (an unknown airing, another station's, a claimed time in the future), by reason; receipted so that the device's later events are."}, []string{"reason"}),
 		eventsFailed: counter("events_failed_total", "Events not logged because of an internal error; left unacknowledged so that they are delivered again."),
 		statusesRejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "statuses_rejected_total",
 			Help: "Status payloads refused, by reason."}, []string{"reason"}),
@@ -72,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.eventsRejected.WithLabelValues(r)
 		m.statusesRejected.WithLabelValues(r)
 	}
-	for _, r := range []string{broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation} {
+	for _, r := range []string{broadcast.UnmatchedUnknownAiring, broadcast.UnmatchedOtherStation, broadcast.UnmatchedFuture} {
 		m.eventsUnmatched.WithLabelValues(r)
 	}
 	for _, k := range publishKinds {

@@ -162,7 +162,7 @@ func (s *Scheduler) cancelSurplus(ctx context.Context, now time.Time) int {
 			op := &broadcast.OpEntry{At: now, Actor: "system", Action: "airing.cancel", Subject: a.ID, Unit: unit, Detail: []byte(`{"reason":"make-up no longer needed"}`)}
 			_, err := s.opts.Store.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error {
 				if !a.Status.Final() {
-					a.Status, a.Reason, a.UpdatedAt = broadcast.StatusCancelled, "make-up no longer needed: the month is met", now
+					a.Cancel(now, "make-up no longer needed: the month is met")
 				}
 				return nil
 			}, op)

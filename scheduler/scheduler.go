@@ -271,7 +271,7 @@ func (s *Scheduler) reslot(ctx context.Context, st broadcast.Station, loc *time.
 			if ok {
 				a.Start, a.NotAfter = start, start.Add(s.opts.Policy.StartTolerance)
 			} else {
-				a.Status, a.Reason = broadcast.StatusCancelled, "displaced by a higher priority; no room left in the month"
+				a.Cancel(now, "displaced by a higher priority; no room left in the month")
 			}
 			a.UpdatedAt = now
 			return nil

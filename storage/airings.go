@@ -89,7 +89,7 @@ func getAiring(tx *bolt.Tx, id string) (*broadcast.Airing, error) {
 // nothing changes, and a status change (the common update) changes no
 // index, so that marking a batch of airings due together touches only the
 // few air_due pages that hold them.
-func putAiring(tx *bolt.Tx, a, old *broadcast.Airing) error {
+func (s *Store) putAiring(tx *bolt.Tx, a, old *broadcast.Airing) error {
 	due := tx.Bucket(bktAirDue)
 	nk := recKey(timeKey(a.Start), a.ID)
 	nix := airingIndexes(a)
@@ -113,6 +113,12 @@ func putAiring(tx *bolt.Tx, a, old *broadcast.Airing) error {
 	}
 	if err := due.Put(nk, encodeAiring(a)); err != nil {
 		return fmt.Errorf("store airing %s: %w", a.ID, err)
+	}
+	// A change of status alone (marked sent, judged missed) changes no
+	// plan and needs no record of its own: the as-run log and the clock
+	// account for it.
+	if h := airingRecordHash(a); old == nil || airingRecordHash(old) != h {
+		s.noteRecord(broadcast.RecordAiring, a.ID, h)
 	}
 	for _, n := range nix {
 		if slices.ContainsFunc(oix, func(o airingIndex) bool {
@@ -164,7 +170,7 @@ func (s *Store) PutAirings(ctx context.Context, airings []*broadcast.Airing, op 
 			if rec.UpdatedAt.IsZero() {
 				rec.UpdatedAt = now
 			}
-			if err := putAiring(tx, &rec, old); err != nil {
+			if err := s.putAiring(tx, &rec, old); err != nil {
 				return err
 			}
 		}
@@ -270,7 +276,7 @@ func (s *Store) updateAiring(tx *bolt.Tx, id string, fn func(*broadcast.Airing) 
 		return nil, err
 	}
 	a.UpdatedAt = s.now()
-	if err := putAiring(tx, a, old); err != nil {
+	if err := s.putAiring(tx, a, old); err != nil {
 		return nil, err
 	}
 	return a, nil

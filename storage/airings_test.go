@@ -23,6 +23,7 @@ func TestAirings(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
 	seedStations(t, s, 2)
+	base := opsSeq(t, s)
 	day := func(d, h int) time.Time { return time.Date(2026, 3, d, h, 0, 0, 0, t0.Location()) }
 
 	batch := []*broadcast.Airing{
@@ -36,7 +37,7 @@ func TestAirings(t *testing.T) {
 	}
 	op := &broadcast.OpEntry{Actor: "system", Action: "schedule.plan", Subject: "2026-03"}
 	must(t, s.PutAirings(ctx, batch, op))
-	if op.Seq != 1 {
+	if op.Seq != base+1 || len(op.Records) != len(batch) {
 		t.Errorf("op %+v", op)
 	}
 	a, err := s.Airing("a1")
@@ -175,6 +176,7 @@ func TestUpdateAirings(t *testing.T) {
 		plan = append(plan, a)
 	}
 	must(t, s.PutAirings(ctx, plan, nil))
+	base := opsSeq(t, s)
 	status := func(id string) broadcast.Status {
 		t.Helper()
 		a, err := s.Airing(id)
@@ -206,10 +208,11 @@ func TestUpdateAirings(t *testing.T) {
 			t.Errorf("%s: %s, updated %s", a.ID, a.Status, a.UpdatedAt)
 		}
 	}
-	if op.Seq != 1 {
+	// Marking sent changes no plan: the entry lists no records.
+	if op.Seq != base+1 || len(op.Records) != 0 {
 		t.Errorf("op %+v", op)
 	}
-	verifyOps(t, s, 1)
+	verifyOps(t, s, base+1)
 
 	// All or nothing: fn's error aborts the batch and comes back as is.
 	boom := errors.New("boom")
@@ -227,7 +230,7 @@ func TestUpdateAirings(t *testing.T) {
 	if status("a0") != broadcast.StatusSent {
 		t.Errorf("a0 was changed by an aborted batch")
 	}
-	verifyOps(t, s, 1)
+	verifyOps(t, s, base+1)
 
 	// An unknown id: ENotFound, nothing stored.
 	_, err = s.UpdateAirings(ctx, []string{"a0", "nope"}, func(a *broadcast.Airing) error {
@@ -240,7 +243,7 @@ func TestUpdateAirings(t *testing.T) {
 	if status("a0") != broadcast.StatusSent {
 		t.Errorf("a0 was changed by a batch with an unknown id")
 	}
-	verifyOps(t, s, 1)
+	verifyOps(t, s, base+1)
 
 	// An invalid result aborts too.
 	_, err = s.UpdateAirings(ctx, []string{"a0", "a1"}, func(a *broadcast.Airing) error {
@@ -284,7 +287,13 @@ func TestUpdateAirings(t *testing.T) {
 	if got, err := s.UpdateAirings(ctx, nil, markSent, op); err != nil || got != nil || op.Seq != 0 {
 		t.Errorf("no ids: %v %v %+v", got, err, op)
 	}
-	verifyOps(t, s, 1)
+	// The move, which changed a plan, was logged with the record's hash.
+	verifyOps(t, s, base+2)
+	var last broadcast.OpEntry
+	must(t, s.Ops(base+1, func(o broadcast.OpEntry) error { last = o; return nil }))
+	if last.Action != ActionRecords || len(last.Records) != 1 || last.Records[0].Key != "airing/a0" {
+		t.Errorf("the move's entry: %+v", last)
+	}
 }
 
 // A status change rewrites the record and its summary only: the other index

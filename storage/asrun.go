@@ -381,9 +381,15 @@ func (w *batchTx) apply(r *request) (result, error) {
 	if received.IsZero() {
 		received = w.s.now()
 	}
+	received = time.Unix(0, received.UnixNano()).UTC() // as it reads back
+	if unmatched == "" {
+		// Judged on what the entry's hash covers (its time of receipt and
+		// the payload), so that a verifier reaches the same verdict.
+		unmatched = broadcast.Implausible(ev, received, w.s.policy)
+	}
 	e := broadcast.AsRunEntry{
 		Seq:        w.headSeq + 1,
-		ReceivedAt: time.Unix(0, received.UnixNano()).UTC(), // as it reads back
+		ReceivedAt: received,
 		Device:     rec.Device,
 		Station:    rec.Station,
 		Airing:     ev.Airing,

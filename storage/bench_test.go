@@ -89,10 +89,13 @@ func (f *appendFixture) record(i int, seq uint64, devicesPer int) EventRecord {
 	st := f.stations[i/devicesPer]
 	k := (seq - 1) / 4
 	ev := broadcast.Event{V: 1, ID: "e", Device: dev, Seq: seq, Airing: fmt.Sprintf("a%s-%04d", st, k), Event: cycle[(seq-1)%4], At: t0}
+	received := t0
 	if ev.Event == broadcast.EventFinished {
 		ev.StartedAt, ev.PlayedMS, ev.SHA256 = t0.Add(time.Duration(k)*time.Hour), 600_000, fmt.Sprintf("%064x", 1)
+		// After the play: a claim of a play still to come counts for nothing.
+		received = ev.StartedAt.Add(11 * time.Minute)
 	}
-	return EventRecord{Device: dev, Station: st, ReceivedAt: t0, Payload: f.payload, Event: ev}
+	return EventRecord{Device: dev, Station: st, ReceivedAt: received, Payload: f.payload, Event: ev}
 }
 
 // benchStart is what reportRate measures from.

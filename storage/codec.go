@@ -38,9 +38,14 @@ import (
 // in uvarints and zigzag varints; sym is enc.sym, time enc.time and rel
 // enc.rel (seconds from Start).
 //
+// Version 3 adds, after UpdatedAt, time CancelledAt, and in each device,
+// after PlayedMS, a uvarint of flags (1: DoublePlay).
+//
 // Times decode in UTC: the instant is kept, the zone is not (a station's
 // zone is its Timezone, not whatever zone a time happened to carry).
-const airingVersion = 2
+const airingVersion = 3
+
+const flagDoublePlay = 1
 
 // symbols are written as their index + 1 (0: the string follows). The list
 // is part of the format: append only, never reorder or edit.
@@ -50,6 +55,7 @@ var symbols = [...]string{
 	"wrong_audio", "short_play", "off_schedule", "no_finish",
 	"download_failed", "checksum_mismatch", "player_error", "expired", "power", "other", "preempted",
 	"mp3", "wav", "ogg-opus", "webm-opus", "audio/mpeg", "audio/wav", "audio/ogg", "audio/webm",
+	"played_after_cancel",
 }
 
 var symbolIndex = func() map[string]uint64 {
@@ -78,7 +84,7 @@ func encodeAiring(a *broadcast.Airing) []byte {
 	e.sym(a.Audio.Format)
 	e.sym(a.Audio.Type)
 	e.int(a.Audio.DurationMS)
-	for _, t := range []time.Time{a.Start, a.NotAfter, a.CreatedAt, a.UpdatedAt} {
+	for _, t := range []time.Time{a.Start, a.NotAfter, a.CreatedAt, a.UpdatedAt, a.CancelledAt} {
 		e.time(t)
 	}
 	if a.Devices == nil {
@@ -99,6 +105,11 @@ func encodeAiring(a *broadcast.Airing) []byte {
 		e.sym(d.Reason)
 		e.rel(d.StartedAt, a.Start)
 		e.int(d.PlayedMS)
+		var flags uint64
+		if d.DoublePlay {
+			flags |= flagDoublePlay
+		}
+		e.uint(flags)
 		if d.Events == nil {
 			e.uint(0)
 		} else {
@@ -123,7 +134,7 @@ func decodeAiring(id string, v []byte) (*broadcast.Airing, error) {
 		}
 		return a, nil
 	}
-	if len(v) == 0 || (v[0] != 1 && v[0] != airingVersion) {
+	if len(v) == 0 || v[0] < 1 || v[0] > airingVersion {
 		return nil, fmt.Errorf("decode airing %s: unknown encoding", id)
 	}
 	d := dec{b: v[1:]}
@@ -142,6 +153,9 @@ func decodeAiring(id string, v []byte) (*broadcast.Airing, error) {
 	a.Audio.Format, a.Audio.Type = sym(), sym()
 	a.Audio.DurationMS = d.int()
 	a.Start, a.NotAfter, a.CreatedAt, a.UpdatedAt = d.time(), d.time(), d.time(), d.time()
+	if v[0] >= 3 {
+		a.CancelledAt = d.time()
+	}
 	if n := d.uint(); n > 0 && d.err == nil {
 		n--
 		if n > uint64(len(d.b)) {
@@ -157,6 +171,9 @@ func decodeAiring(id string, v []byte) (*broadcast.Airing, error) {
 			da := &broadcast.DeviceAiring{Status: broadcast.Status(sym()), Reason: sym()}
 			da.StartedAt = rel(a.Start)
 			da.PlayedMS = d.int()
+			if v[0] >= 3 {
+				da.DoublePlay = d.uint()&flagDoublePlay != 0
+			}
 			if m := d.uint(); m > 0 && d.err == nil {
 				m--
 				if m > uint64(len(d.b)) {

@@ -18,9 +18,9 @@ import (
 // lists below are updated), so that no field is silently dropped.
 func TestAiringCodecKnowsEveryField(t *testing.T) {
 	known := map[reflect.Type]string{
-		reflect.TypeFor[broadcast.Airing]():       "ID Programme Station Month Kind Priority Title Audio Start NotAfter Status Reason Replaces Devices CreatedAt UpdatedAt",
+		reflect.TypeFor[broadcast.Airing]():       "ID Programme Station Month Kind Priority Title Audio Start NotAfter Status Reason Replaces CancelledAt Devices CreatedAt UpdatedAt",
 		reflect.TypeFor[broadcast.Audio]():        "SHA256 Size Format Type DurationMS",
-		reflect.TypeFor[broadcast.DeviceAiring](): "Status Reason StartedAt PlayedMS Events",
+		reflect.TypeFor[broadcast.DeviceAiring](): "Status Reason StartedAt PlayedMS DoublePlay Events",
 		reflect.TypeFor[broadcast.EventRef]():     "Entry Event At",
 	}
 	for typ, want := range known {
@@ -43,12 +43,13 @@ func fullAiring() *broadcast.Airing {
 		Audio: broadcast.Audio{SHA256: strings.Repeat("ab", 32), Size: 1 << 40, Format: "ogg-opus", Type: "audio/ogg", DurationMS: 600_000},
 		Start: at, NotAfter: at.Add(time.Hour), Status: broadcast.StatusFailed, Reason: "no_finish", Replaces: "01JOLD",
 		Devices: map[string]*broadcast.DeviceAiring{
-			"d2": {Status: broadcast.StatusAired, StartedAt: at, PlayedMS: 599_000, Events: []broadcast.EventRef{{Entry: 1 << 50, Event: broadcast.EventStarted, At: at}, {Entry: 7, Event: "custom", At: at.Add(time.Second)}}},
+			"d2": {Status: broadcast.StatusAired, StartedAt: at, PlayedMS: 599_000, DoublePlay: true, Events: []broadcast.EventRef{{Entry: 1 << 50, Event: broadcast.EventStarted, At: at}, {Entry: 7, Event: "custom", At: at.Add(time.Second)}}},
 			"d1": {Status: broadcast.StatusFailed, Reason: "player_error", Events: []broadcast.EventRef{}},
 			"d3": {Status: broadcast.StatusPlanned},
 		},
-		CreatedAt: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), // outside UnixNano's range
-		UpdatedAt: time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC),
+		CreatedAt:   time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC), // outside UnixNano's range
+		UpdatedAt:   time.Date(2300, 1, 1, 0, 0, 0, 1, time.UTC),
+		CancelledAt: at.Add(-time.Minute),
 	}
 }
 
@@ -95,6 +96,7 @@ func jsonUTC(t *testing.T, a *broadcast.Airing) string {
 	utc(&c.NotAfter)
 	utc(&c.CreatedAt)
 	utc(&c.UpdatedAt)
+	utc(&c.CancelledAt)
 	for _, d := range c.Devices {
 		if d == nil {
 			continue
@@ -172,7 +174,7 @@ func TestCloneAiring(t *testing.T) {
 
 // Version 1 records (every symbol a string, every time whole) still decode.
 func TestAiringCodecReadsVersion1(t *testing.T) {
-	for _, a := range []*broadcast.Airing{fullAiring(), {ID: "x", Station: "s"}, {ID: "y", Devices: map[string]*broadcast.DeviceAiring{}}} {
+	for _, a := range []*broadcast.Airing{fullAiringV2(), {ID: "x", Station: "s"}, {ID: "y", Devices: map[string]*broadcast.DeviceAiring{}}} {
 		got, err := decodeAiring(a.ID, encodeAiringV1(a))
 		if err != nil {
 			t.Fatal(err)
@@ -181,6 +183,87 @@ func TestAiringCodecReadsVersion1(t *testing.T) {
 			t.Errorf("version 1:\n got %s\nwant %s", have, want)
 		}
 	}
+}
+
+// Version 2 records (no CancelledAt, no device flags) still decode.
+func TestAiringCodecReadsVersion2(t *testing.T) {
+	a := fullAiringV2()
+	v := encodeAiring(a)
+	v2 := encodeAiringV2(a)
+	got, err := decodeAiring(a.ID, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, have := jsonUTC(t, a), jsonUTC(t, got); want != have {
+		t.Errorf("version 2:\n got %s\nwant %s", have, want)
+	}
+	if len(v2) >= len(v) {
+		t.Errorf("version 2 record is %d bytes, version 3 %d: the new fields were not cut", len(v2), len(v))
+	}
+}
+
+// fullAiringV2 is fullAiring with only the fields version 2 knows.
+func fullAiringV2() *broadcast.Airing {
+	a := fullAiring()
+	a.CancelledAt = time.Time{}
+	for _, d := range a.Devices {
+		if d != nil {
+			d.DoublePlay = false
+		}
+	}
+	return a
+}
+
+// encodeAiringV2 is version 2 of the codec: version 3 less CancelledAt and
+// the device flags.
+func encodeAiringV2(a *broadcast.Airing) []byte {
+	e := enc{}
+	e.b = append(e.b, 2)
+	e.str(a.ID)
+	e.str(a.Programme)
+	e.str(a.Station)
+	e.str(string(a.Month))
+	e.sym(string(a.Kind))
+	e.str(a.Title)
+	e.sym(string(a.Status))
+	e.sym(a.Reason)
+	e.str(a.Replaces)
+	e.int(int64(a.Priority))
+	e.str(a.Audio.SHA256)
+	e.int(a.Audio.Size)
+	e.sym(a.Audio.Format)
+	e.sym(a.Audio.Type)
+	e.int(a.Audio.DurationMS)
+	for _, t := range []time.Time{a.Start, a.NotAfter, a.CreatedAt, a.UpdatedAt} {
+		e.time(t)
+	}
+	e.uint(uint64(len(a.Devices)) + 1)
+	for _, id := range slices.Sorted(maps.Keys(a.Devices)) {
+		d := a.Devices[id]
+		e.str(id)
+		if d == nil {
+			e.uint(0)
+			continue
+		}
+		e.uint(1)
+		e.sym(string(d.Status))
+		e.sym(d.Reason)
+		e.rel(d.StartedAt, a.Start)
+		e.int(d.PlayedMS)
+		if d.Events == nil {
+			e.uint(0)
+		} else {
+			e.uint(uint64(len(d.Events)) + 1)
+		}
+		var prev uint64
+		for _, r := range d.Events {
+			e.int(int64(r.Entry - prev))
+			prev = r.Entry
+			e.sym(string(r.Event))
+			e.rel(r.At, a.Start)
+		}
+	}
+	return e.b
 }
 
 // Times far from the start, unknown symbols and entries out of order

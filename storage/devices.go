@@ -72,6 +72,7 @@ func (s *Store) AddDevices(ctx context.Context, devices []broadcast.Device, op *
 			if err != nil {
 				return fmt.Errorf("encode device %s: %w", d.ID, err)
 			}
+			s.noteRecord(broadcast.RecordDevice, d.ID, broadcast.HashRecord(broadcast.RecordDevice, d.ID, v))
 			if err := db.Put([]byte(d.ID), v); err != nil {
 				return fmt.Errorf("store device %s: %w", d.ID, err)
 			}
@@ -173,6 +174,7 @@ func (s *Store) DisableDevice(ctx context.Context, id string, at time.Time, op *
 		if err := db.Put([]byte(id), v); err != nil {
 			return err
 		}
+		s.noteRecord(broadcast.RecordDevice, id, broadcast.HashRecord(broadcast.RecordDevice, id, v))
 		return tx.Bucket(bktStationDevs).Put(key(d.Station, d.ID), enabledFlag(d))
 	})
 	if err != nil {

@@ -16,10 +16,11 @@ func TestDevices(t *testing.T) {
 	s := mustOpen(t)
 	ctx := context.Background()
 	seedStations(t, s, 2)
+	base := opsSeq(t, s)
 
 	op := &broadcast.OpEntry{Actor: "tok1", Action: "device.add", Subject: "d1"}
 	must(t, s.AddDevice(ctx, broadcast.Device{ID: "d1", Station: "38001", SecretHash: "$7$101$abc$def"}, op))
-	if op.Seq != 1 {
+	if op.Seq != base+1 || len(op.Records) != 1 || op.Records[0].Key != "device/d1" {
 		t.Errorf("op seq %d", op.Seq)
 	}
 	must(t, s.AddDevice(ctx, broadcast.Device{ID: "d2", Station: "38001"}, nil))
@@ -36,7 +37,8 @@ func TestDevices(t *testing.T) {
 	if err := s.AddDevice(ctx, broadcast.Device{ID: "bad/id", Station: "38001"}, nil); broadcast.ErrorCode(err) != broadcast.EInvalid {
 		t.Errorf("bad id: %v", err)
 	}
-	if seq, _, _ := s.OpsHead(); seq != 1 {
+	// d2 and d3, added without an entry of their own, got one each.
+	if seq, _, _ := s.OpsHead(); seq != base+3 {
 		t.Errorf("failed adds were logged: ops head %d", seq)
 	}
 
@@ -67,8 +69,8 @@ func TestDevices(t *testing.T) {
 	}))
 	must(t, s.DisableDevice(ctx, "d2", t0, &broadcast.OpEntry{Action: "device.disable", Subject: "d2"}))
 	must(t, s.DisableDevice(ctx, "d2", t0, &broadcast.OpEntry{Action: "device.disable", Subject: "d2"})) // no-op
-	if seq, _, _ := s.OpsHead(); seq != 2 {
-		t.Errorf("ops head %d, want 2 (the second disable changed nothing)", seq)
+	if seq, _, _ := s.OpsHead(); seq != base+4 {
+		t.Errorf("ops head %d, want %d (the second disable changed nothing)", seq, base+4)
 	}
 	d, _ = s.Device("d2")
 	if !d.Disabled || !d.DisabledAt.Equal(t0) {

@@ -9,7 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-func putProgramme(tx *bolt.Tx, p broadcast.Programme) error {
+func (s *Store) putProgramme(tx *bolt.Tx, p broadcast.Programme) error {
 	v, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode programme %s: %w", p.ID, err)
@@ -17,6 +17,7 @@ func putProgramme(tx *bolt.Tx, p broadcast.Programme) error {
 	if err := tx.Bucket(bktProgrammes).Put([]byte(p.ID), v); err != nil {
 		return err
 	}
+	s.noteRecord(broadcast.RecordProgramme, p.ID, broadcast.HashRecord(broadcast.RecordProgramme, p.ID, v))
 	return tx.Bucket(bktProgMonth).Put(key(string(p.Month), p.ID), nil)
 }
 
@@ -50,7 +51,7 @@ func (s *Store) CreateProgramme(ctx context.Context, p broadcast.Programme, op *
 		if tx.Bucket(bktProgrammes).Get([]byte(p.ID)) != nil {
 			return broadcast.Errorf(broadcast.EConflict, "programme %s already exists", p.ID)
 		}
-		return putProgramme(tx, p)
+		return s.putProgramme(tx, p)
 	})
 	if err != nil {
 		return fmt.Errorf("create programme %s: %w", p.ID, err)
@@ -129,7 +130,7 @@ func (s *Store) UpdateProgramme(ctx context.Context, id string, fn func(*broadca
 			}
 		}
 		out = p
-		return putProgramme(tx, p)
+		return s.putProgramme(tx, p)
 	})
 	if fnErr != nil && err == fnErr {
 		return broadcast.Programme{}, fnErr

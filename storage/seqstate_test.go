@@ -378,6 +378,9 @@ func TestWriterCacheSeesOtherWrites(t *testing.T) {
 	finished := func(dev string, seq uint64) EventRecord {
 		r := event(t, dev, "38001", "a1", seq, broadcast.EventFinished)
 		r.Event.StartedAt, r.Event.PlayedMS, r.Event.SHA256 = a.Start, a.Audio.DurationMS, a.Audio.SHA256
+		// Received once the play is over: a claim of a play still to come
+		// counts for nothing.
+		r.ReceivedAt = a.Start.Add(a.Audio.Duration() + time.Duration(seq)*time.Second)
 		return r
 	}
 	app, err := s.AppendEvent(ctx, finished(devs[0], 1))

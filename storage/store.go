@@ -85,7 +85,10 @@ var ErrClosed = errors.New("store is closed")
 //  2. device seq states moved from asrun_dev to asrun_seq; asrun_dev is
 //     written every seqPending events of a device (seqstate.go)
 //  3. air_sm entries carry the airing's summary for compliance (summary.go)
-const SchemaVersion = 3
+//  4. operations-log entries carry the content hashes of the records they
+//     changed (records.go); the upgrade covers the records already there
+//     with records.baseline entries; airings in codec version 3
+const SchemaVersion = 4
 
 // DBFile is the name of the bbolt file inside the store's directory.
 const DBFile = "loaxa.db"
@@ -153,6 +156,11 @@ type Store struct {
 	gen    atomic.Uint64
 
 	devices deviceCache // devcache.go
+
+	// notes are the covered records the running write transaction of
+	// update changed (records.go). bbolt runs one write transaction at a
+	// time, and its lock orders the goroutines that run them.
+	notes *recordNotes
 
 	stats struct {
 		events, duplicates, rejected, unmatched, commits, checkpoints atomic.Uint64
@@ -257,6 +265,13 @@ func (s *Store) initSchema(path string) error {
 			}
 			s.log.Info("upgraded the file's schema", "from", max(n, 2), "to", 3, "airing_summaries", summed)
 		}
+		if n < 4 {
+			covered, err := s.migrateRecordBaseline(tx)
+			if err != nil {
+				return fmt.Errorf("open %s: upgrade schema %d to 4: %w", path, max(n, 3), err)
+			}
+			s.log.Info("upgraded the file's schema", "from", max(n, 3), "to", 4, "records_covered", covered)
+		}
 		if n < SchemaVersion {
 			return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
 		}
@@ -326,12 +341,15 @@ func (s *Store) update(ctx context.Context, op *broadcast.OpEntry, fn func(tx *b
 		// The writer's cache may not hold what this changes, whether or
 		// not it commits.
 		s.gen.Add(1)
+		notes := &recordNotes{}
+		s.notes = notes
+		defer func() { s.notes = nil }()
 		if err := fn(tx); err != nil {
 			return err
 		}
-		if op != nil {
+		if entry := withRecords(op, notes); entry != nil {
 			var err error
-			if logged, err = s.appendOp(tx, *op); err != nil {
+			if logged, err = s.appendOp(tx, *entry); err != nil {
 				return err
 			}
 		}

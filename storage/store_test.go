@@ -141,6 +141,15 @@ func TestOps(t *testing.T) {
 	}
 }
 
+// opsSeq is the operations log's last entry: seeding a store logs the
+// records it writes, so tests count their own entries from it.
+func opsSeq(t *testing.T, s *Store) uint64 {
+	t.Helper()
+	seq, _, err := s.OpsHead()
+	must(t, err)
+	return seq
+}
+
 // verifyOps recomputes the operations log's chain.
 func verifyOps(t *testing.T, s *Store, want uint64) {
 	t.Helper()

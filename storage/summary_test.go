@@ -53,6 +53,7 @@ func TestSummariesFollowTheAiring(t *testing.T) {
 	}
 	fin := event(t, devs[1], "38001", "a1", 1, broadcast.EventFinished)
 	fin.Event.StartedAt, fin.Event.PlayedMS, fin.Event.SHA256 = a.Start, a.Audio.DurationMS, a.Audio.SHA256
+	fin.ReceivedAt = a.Start.Add(a.Audio.Duration() + time.Second)
 	_, err := s.AppendEvent(ctx, fin)
 	must(t, err)
 	checkSummaries(t, s, "38001", "2026-03", "a1", "a2")

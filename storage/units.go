@@ -62,6 +62,7 @@ func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, station
 					return err
 				}
 			}
+			s.noteRecord(broadcast.RecordUnit, u.Code, broadcast.HashRecord(broadcast.RecordUnit, u.Code, v))
 			if err := ub.Put([]byte(u.Code), v); err != nil {
 				return fmt.Errorf("store unit %s: %w", u.Code, err)
 			}
@@ -91,6 +92,7 @@ func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, station
 					return err
 				}
 			}
+			s.noteRecord(broadcast.RecordStation, st.ID, broadcast.HashRecord(broadcast.RecordStation, st.ID, v))
 			if err := sb.Put([]byte(st.ID), v); err != nil {
 				return fmt.Errorf("store station %s: %w", st.ID, err)
 			}

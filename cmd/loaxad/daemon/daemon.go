@@ -83,6 +83,7 @@ func Policy(c configs.Config) broadcast.Policy {
 		Freeze:         p.Freeze,
 		Lead:           p.Lead,
 		Grace:          p.Grace,
+		ClockSkew:      p.ClockSkew,
 		SelfApproval:   p.SelfApproval,
 	}
 }

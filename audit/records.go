@@ -1,0 +1,313 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/loaxa/loaxa/broadcast"
+)
+
+// The logs' chains say nothing of the records a report is computed from
+// (units, stations, devices and their keys, programmes, airings) unless
+// the records are tied to them. Storage ties them in two ways, and
+// VerifyRecords checks both:
+//
+//   - what operators and the scheduler decide (a programme, an airing's
+//     plan and cancellation, a device and its key, a unit) is covered by
+//     the content hash its last operations-log entry recorded: a record
+//     that differs, or that no entry accounts for, was changed outside
+//     loaxa;
+//   - what the devices' events decide (whether each device aired an
+//     airing, and so the airing's status) is rebuilt from the as-run
+//     entries the airing cites, and those must be exactly the entries the
+//     log holds for it.
+
+// RecordSource is what VerifyRecords reads (a *storage.Store).
+type RecordSource interface {
+	Ops(after uint64, fn func(broadcast.OpEntry) error) error
+	RecordHashes(fn func(broadcast.RecordHash) error) error
+	AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error
+	AsRunBase() (uint64, broadcast.Hash, error)
+	AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, error)
+	EachAiring(fn func(broadcast.AiringCheck) error) error
+	Devices(station string) ([]broadcast.Device, error)
+}
+
+// RecordsResult is what VerifyRecords found.
+type RecordsResult struct {
+	Records  uint64    // covered records re-hashed
+	Airings  uint64    // airings whose status was rebuilt from their evidence
+	Problems []Problem // log "records", each naming its record
+}
+
+// VerifyRecords re-hashes every covered record of src against the hash the
+// operations log last recorded for it, and rebuilds every airing's device
+// verdicts from the as-run entries it cites, with policy p (the rules of
+// broadcast.ApplyEvent). Like VerifyLogs, an error means src could not be
+// read; what is wrong with it is in the result.
+//
+// Memory grows with the records (a hash per record, a counter per airing
+// with evidence), not with the as-run log.
+func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (RecordsResult, error) {
+	var res RecordsResult
+	var problems problemList
+	add := func(record string, entry uint64, format string, args ...any) {
+		problems.add(Problem{Log: "records", Record: record, Entry: entry, Problem: fmt.Sprintf(format, args...)})
+	}
+
+	type recorded struct {
+		hash broadcast.Hash
+		op   uint64
+	}
+	last := map[string]recorded{}
+	err := src.Ops(0, func(o broadcast.OpEntry) error {
+		for _, r := range o.Records {
+			last[r.Key] = recorded{r.Hash, o.Seq}
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	err = src.RecordHashes(func(r broadcast.RecordHash) error {
+		res.Records++
+		if res.Records%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		l, ok := last[r.Key]
+		switch {
+		case !ok:
+			add(r.Key, 0, "no operations-log entry accounts for this record: it was written outside loaxa")
+		case l.hash != r.Hash:
+			add(r.Key, l.op, "the record differs from what operations-log entry %d recorded: it was changed outside loaxa", l.op)
+		}
+		delete(last, r.Key)
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	for _, k := range slices.Sorted(maps.Keys(last)) {
+		add(k, last[k].op, "operations-log entry %d recorded this record, but the file no longer holds it", last[k].op)
+	}
+
+	base, _, err := src.AsRunBase()
+	if err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	cited, err := citedByLog(ctx, src, base, p, func(seq uint64, format string, args ...any) {
+		problems.add(Problem{Log: "asrun", Entry: seq, Problem: fmt.Sprintf(format, args...)})
+	})
+	if err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	ev := evidenceCheck{src: src, policy: p, base: base, add: add, devices: map[string][]broadcast.Device{}}
+	err = src.EachAiring(func(c broadcast.AiringCheck) error {
+		if c.Airing == nil {
+			// RecordHashes named it already: its hash cannot match.
+			delete(cited, c.ID)
+			return nil
+		}
+		res.Airings++
+		if res.Airings%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		key := broadcast.RecordKey(broadcast.RecordAiring, c.ID)
+		if !c.SummaryOK {
+			add(key, 0, "its summary, from which reports are computed, does not match the airing")
+		}
+		want := cited[c.ID]
+		delete(cited, c.ID)
+		return ev.check(c.Airing, want)
+	})
+	if err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	for _, id := range slices.Sorted(maps.Keys(cited)) {
+		add(broadcast.RecordKey(broadcast.RecordAiring, id), cited[id].first,
+			"as-run entry %d counts for this airing (it is not marked unmatched), but the file holds no such airing", cited[id].first)
+	}
+	res.Problems = problems.more(problems.list, "records")
+	if res.Problems == nil {
+		res.Problems = []Problem{}
+	}
+	return res, nil
+}
+
+// citation folds a set of as-run entries, so that two sets can be compared
+// without keeping them: the entries the log holds for an airing and the
+// entries the airing cites.
+type citation struct {
+	n     int
+	xor   uint64
+	first uint64
+}
+
+func (c *citation) add(seq uint64) {
+	if c.n == 0 || seq < c.first {
+		c.first = seq
+	}
+	c.n++
+	c.xor ^= seq * 0x9E3779B97F4A7C15 // spread, so that swapped seqs do not cancel out
+}
+
+// citedByLog folds, for each airing, the as-run entries after base that
+// count for it. On the way it checks the one mark that follows from what
+// the hash covers: an entry claiming a moment past its receipt plus p's
+// clock skew must be marked future, and one marked future must claim a
+// moment past its receipt. (Lowering policy.clock_skew makes entries
+// logged under the wider allowance show here.)
+func citedByLog(ctx context.Context, src RecordSource, base uint64, p broadcast.Policy, bad func(seq uint64, format string, args ...any)) (map[string]citation, error) {
+	cited := map[string]citation{}
+	n := 0
+	strict := p
+	strict.ClockSkew = 0
+	err := src.AsRun(base, func(e broadcast.AsRunEntry) error {
+		if n++; n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if ev, _, err := broadcast.DecodeEventFast(e.Payload); err == nil {
+			switch {
+			case e.Unmatched == "" && broadcast.Implausible(ev, e.ReceivedAt, p) != "":
+				bad(e.Seq, "it claims a moment later than its receipt plus the clock skew allowance, yet counts: it should be marked %q", broadcast.UnmatchedFuture)
+			case e.Unmatched == broadcast.UnmatchedFuture && broadcast.Implausible(ev, e.ReceivedAt, strict) == "":
+				bad(e.Seq, "it is marked %q but claims no moment later than its receipt", broadcast.UnmatchedFuture)
+			}
+		}
+		if e.Unmatched != "" {
+			return nil
+		}
+		c := cited[e.Airing]
+		c.add(e.Seq)
+		cited[e.Airing] = c
+		return nil
+	})
+	return cited, err
+}
+
+// evidenceCheck rebuilds airings' device verdicts from their entries.
+type evidenceCheck struct {
+	src     RecordSource
+	policy  broadcast.Policy
+	base    uint64
+	add     func(record string, entry uint64, format string, args ...any)
+	devices map[string][]broadcast.Device // by station
+}
+
+func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
+	key := broadcast.RecordKey(broadcast.RecordAiring, a.ID)
+	var refs citation
+	var seqs []uint64
+	for _, d := range a.Devices {
+		if d == nil {
+			continue
+		}
+		for _, r := range d.Events {
+			if r.Entry > c.base { // purged entries are no longer there to cite
+				refs.add(r.Entry)
+				seqs = append(seqs, r.Entry)
+			}
+		}
+	}
+	if refs != logged {
+		c.add(key, logged.first, "it cites %d as-run entries, but the log holds %d that count for it", refs.n, logged.n)
+	}
+	if len(seqs) == 0 && a.Status != broadcast.StatusAired {
+		return nil
+	}
+	entries, err := c.src.AsRunEntriesAt(seqs)
+	if err != nil {
+		return err
+	}
+
+	replay := broadcast.AiringPlan(a)
+	replay.Status = broadcast.StatusPlanned
+	if a.CancelledAt.IsZero() && a.Status == broadcast.StatusCancelled {
+		replay.Status = broadcast.StatusCancelled // cancelled before the time was kept
+	}
+	purged := false
+	for _, dev := range slices.Sorted(maps.Keys(a.Devices)) {
+		d := a.Devices[dev]
+		if d == nil {
+			continue
+		}
+		for _, r := range d.Events {
+			if r.Entry <= c.base {
+				purged = true
+				continue
+			}
+			e, ok := entries[r.Entry]
+			switch {
+			case !ok:
+				c.add(key, r.Entry, "device %s cites as-run entry %d, which the log does not hold", dev, r.Entry)
+				continue
+			case e.Airing != a.ID || e.Device != dev || e.Event != r.Event || e.Unmatched != "":
+				c.add(key, r.Entry, "device %s cites as-run entry %d, which is not its %s event for this airing", dev, r.Entry, r.Event)
+				continue
+			}
+			ev, _, err := broadcast.DecodeEvent(e.Payload)
+			if err != nil {
+				continue // the log's own verification names the payload
+			}
+			broadcast.ApplyEvent(&replay, dev, ev, e.Seq, 1, c.policy)
+		}
+	}
+	if purged {
+		// Part of the evidence is gone by design: what is left cannot
+		// rebuild the verdicts.
+		return nil
+	}
+
+	aired := 0
+	for _, dev := range slices.Sorted(maps.Keys(a.Devices)) {
+		stored := a.Devices[dev] != nil && a.Devices[dev].Status == broadcast.StatusAired
+		rebuilt := replay.Devices[dev] != nil && replay.Devices[dev].Status == broadcast.StatusAired
+		switch {
+		case stored && !rebuilt:
+			c.add(key, 0, "device %s is recorded as having aired it, but its as-run entries do not show an aired play", dev)
+		case !stored && rebuilt:
+			c.add(key, 0, "device %s's as-run entries show an aired play, but it is recorded as %s", dev, a.Devices[dev].Status)
+		}
+		if rebuilt {
+			aired++
+		}
+	}
+	if a.Status == broadcast.StatusAired {
+		n, err := c.devicesAt(a)
+		if err != nil {
+			return err
+		}
+		if need := broadcast.RequiredDevices(max(n, 1), c.policy); aired < need {
+			c.add(key, 0, "it is recorded as aired, but its as-run entries show %d of the %d devices it needed", aired, need)
+		}
+	}
+	return nil
+}
+
+// devicesAt is how many devices of a's station could count for it: those
+// registered by its latest start and not disabled before its start.
+func (c *evidenceCheck) devicesAt(a *broadcast.Airing) (int, error) {
+	ds, ok := c.devices[a.Station]
+	if !ok {
+		var err error
+		if ds, err = c.src.Devices(a.Station); err != nil {
+			return 0, fmt.Errorf("devices of station %s: %w", a.Station, err)
+		}
+		c.devices[a.Station] = ds
+	}
+	n := 0
+	for _, d := range ds {
+		if !d.CreatedAt.After(a.NotAfter) && !(d.Disabled && d.DisabledAt.Before(a.Start)) {
+			n++
+		}
+	}
+	return n, nil
+}
