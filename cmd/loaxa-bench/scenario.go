@@ -192,6 +192,12 @@ func runScenario(ctx context.Context, spec Spec, logw io.Writer) (res Result, er
 	cfg.HTTP.Listen, cfg.HTTP.PublicURL = "127.0.0.1:0", "https://loaxa.example.gov.vn"
 	cfg.MQTT.Embedded.Enabled = false
 	cfg.MQTT.Username, cfg.MQTT.Password = "loaxad", broadcast.NewSecret()
+	// The fleet reports whole plays of the airings in its snapshots, which
+	// lie ahead of the clock: with the default allowance every finished
+	// event would be logged as a claim of the future and count for
+	// nothing, a cheaper path than a broadcast's. A month's allowance keeps
+	// the work what it is when the plays are real.
+	cfg.Policy.ClockSkew = 31 * 24 * time.Hour
 	policy := daemon.Policy(cfg)
 	runKey := make([]byte, 32)
 	_, _ = rand.Read(runKey)

@@ -733,7 +733,9 @@ func TestResilienceDeviceIsolation(t *testing.T) {
 		if got := r.airing(airingA.ID); got.Status == broadcast.StatusAired || got.Devices[devA.cfg.Device] != nil {
 			t.Errorf("a forged finished event counted: airing %s is %s, device record %+v", airingA.ID, got.Status, got.Devices[devA.cfg.Device])
 		}
-		// The same event, properly signed, is what airs it.
+		// The same event, properly signed, once the play is over, is what
+		// airs it.
+		r.advanceTo(airingA.End().Add(time.Minute))
 		good := finished()
 		a2.publish(t, topic(devA, "events"), sign(good, keyA))
 		r.await("the genuine event to air the airing", func() bool { return r.airing(airingA.ID).Status == broadcast.StatusAired })
