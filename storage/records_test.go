@@ -2,14 +2,18 @@ package storage
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/loaxa/loaxa/audit"
+	"github.com/loaxa/loaxa/audit/audittest"
 	"github.com/loaxa/loaxa/broadcast"
 	bolt "go.etcd.io/bbolt"
 )
@@ -236,4 +240,100 @@ func rawEntry(t *testing.T, s *Store, seq uint64, fn func(*broadcast.AsRunEntry)
 		fn(&e)
 		return tx.Bucket(bktAsRun).Put(u64(seq), encodeEntry(&e))
 	}))
+}
+
+// BenchmarkVerifyRecords is the second half of what GET /audit/verify
+// does, on a store built as a broadcast builds it: a million as-run
+// entries of 1,000 signing devices at 100 stations (received, ready,
+// started and finished of 250 airings each), logged through AppendEvent.
+// It reports the records pass alone and, beside the log pass
+// (audit.VerifyLogs) of the same store, the whole verification's rate over
+// the rate at which every core checks bare ed25519 signatures.
+func BenchmarkVerifyRecords(b *testing.B) {
+	const (
+		stations   = 100
+		perStation = 10
+		airings    = 250 // per station
+	)
+	s := mustOpen(b)
+	ctx := context.Background()
+	seedStations(b, s, stations-1)
+	var st []string
+	for i := 1; i < stations; i++ {
+		st = append(st, fmt.Sprintf("380%02d", i))
+	}
+	st = append(st, "38101")
+	keys := map[string]ed25519.PrivateKey{}
+	var devs []broadcast.Device
+	for _, id := range st {
+		for j := range perStation {
+			pub, priv, err := ed25519.GenerateKey(nil)
+			must(b, err)
+			d := broadcast.Device{ID: fmt.Sprintf("%s-%02d", id, j), Station: id, PublicKey: pub}
+			keys[d.ID], devs = priv, append(devs, d)
+		}
+	}
+	must(b, s.AddDevices(ctx, devs, nil))
+	p := seedProgramme(b, s, "p1")
+	var plan []*broadcast.Airing
+	for _, id := range st {
+		for k := range airings {
+			a := airing(fmt.Sprintf("a-%s-%03d", id, k), id, "p1", t0.Add(time.Duration(k)*3*time.Hour))
+			a.Audio = p.Audio
+			plan = append(plan, a)
+		}
+	}
+	must(b, s.PutAirings(ctx, plan, nil))
+	// Every device reports on every airing of its station, signed, from
+	// as many goroutines as a hub has workers.
+	var wg sync.WaitGroup
+	for _, d := range devs {
+		wg.Go(func() {
+			seq := uint64(0)
+			for k := range airings {
+				a := plan[slices.Index(st, d.Station)*airings+k]
+				for _, typ := range []broadcast.EventType{broadcast.EventReceived, broadcast.EventReady, broadcast.EventStarted, broadcast.EventFinished} {
+					seq++
+					ev := broadcast.Event{V: 1, ID: fmt.Sprintf("e%d", seq), Device: d.ID, Seq: seq, Airing: a.ID, Rev: 1, Event: typ, At: a.Start, ClockSynced: true}
+					if typ == broadcast.EventFinished {
+						ev.At, ev.StartedAt, ev.PlayedMS, ev.SHA256 = a.End(), a.Start, a.Audio.DurationMS, a.Audio.SHA256
+					}
+					payload, err := broadcast.SignEvent(ev, keys[d.ID])
+					if err != nil {
+						panic(err)
+					}
+					if _, err := s.AppendEvent(ctx, EventRecord{Device: d.ID, Station: d.Station, ReceivedAt: a.End().Add(time.Minute), Payload: payload, Event: ev}); err != nil {
+						panic(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	_, env, err := broadcast.DecodeEvent(mustEntry(b, s, 1).Payload)
+	must(b, err)
+	var logs, records time.Duration
+	var ref float64
+	for b.Loop() {
+		b.StopTimer()
+		before, _ := audittest.AllCoresVerifyRate(env.Body, time.Second)
+		b.StartTimer()
+		start := time.Now()
+		lr, err := audit.VerifyLogs(ctx, s, 0)
+		mid := time.Now()
+		rr, err2 := audit.VerifyRecords(ctx, s, broadcast.DefaultPolicy())
+		end := time.Now()
+		b.StopTimer()
+		after, _ := audittest.AllCoresVerifyRate(env.Body, time.Second)
+		b.StartTimer()
+		if err != nil || err2 != nil || !lr.OK || len(rr.Problems) > 0 || lr.Entries != stations*perStation*airings*4 {
+			b.Fatalf("%v %v %+v %+v", err, err2, lr.Problems, rr.Problems)
+		}
+		logs, records, ref = logs+mid.Sub(start), records+end.Sub(mid), ref+(before+after)/2
+	}
+	n := float64(b.N * stations * perStation * airings * 4)
+	b.ReportMetric(n/logs.Seconds(), "entries/s-logs")
+	b.ReportMetric(records.Seconds()/float64(b.N), "s-records")
+	b.ReportMetric(n/(logs+records).Seconds()/(ref/float64(b.N)), "x-allcores-whole")
+	b.ReportMetric(n/logs.Seconds()/(ref/float64(b.N)), "x-allcores-logs")
 }

@@ -36,9 +36,12 @@ type verifyResult struct {
 	Head      string `json:"head"`
 	OpEntries uint64 `json:"op_entries"`
 	OpHead    string `json:"op_head"`
+	Records   uint64 `json:"records"`
+	Airings   uint64 `json:"airings"`
 	Problems  []struct {
 		Log     string `json:"log"`
 		Entry   uint64 `json:"entry"`
+		Record  string `json:"record"`
 		Problem string `json:"problem"`
 	} `json:"problems"`
 }
@@ -311,6 +314,12 @@ func (c *cli) printVerdict(r verifyResult) error {
 		"operations log", fmt.Sprintf("%d entries, head %s", r.OpEntries, r.OpHead)); err != nil {
 		return err
 	}
+	if r.Records > 0 {
+		// Only the daemon's verification reads the records; a bundle has none.
+		if err := fields(c.stdout, "records", fmt.Sprintf("%d re-hashed, %d airings rebuilt from their evidence", r.Records, r.Airings)); err != nil {
+			return err
+		}
+	}
 	if r.OK {
 		_, err := fmt.Fprintln(c.stdout, "ok: chains, hashes, numbering and device signatures check out")
 		return err
@@ -318,7 +327,11 @@ func (c *cli) printVerdict(r verifyResult) error {
 	fmt.Fprintf(c.stdout, "\n%d PROBLEMS:\n", len(r.Problems))
 	t := newTable(c.stdout, "LOG", "ENTRY", "PROBLEM")
 	for _, p := range r.Problems {
-		t.row(p.Log, strconv.FormatUint(p.Entry, 10), p.Problem)
+		where := strconv.FormatUint(p.Entry, 10)
+		if p.Record != "" {
+			where = p.Record
+		}
+		t.row(p.Log, where, p.Problem)
 	}
 	return t.flush()
 }
