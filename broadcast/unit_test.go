@@ -40,6 +40,39 @@ func TestParseUnitsCSVThanhHoa(t *testing.T) {
 	}
 }
 
+// The lists of today: two levels, communes straight under their province.
+func TestParseUnitsCSV2025July(t *testing.T) {
+	for _, tc := range []struct {
+		file                string
+		provinces, communes int
+	}{
+		{"../configs/data/thanh-hoa-units-2025-07.csv", 1, 166},
+		{"../configs/data/vietnam-units-2025-07.csv", 34, 3321},
+	} {
+		f, err := os.Open(tc.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		units, stations, err := ParseUnitsCSV(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.file, err)
+		}
+		levels := map[Level]int{}
+		for _, u := range units {
+			levels[u.Level]++
+		}
+		if len(stations) != tc.communes || levels[LevelProvince] != tc.provinces || levels[LevelDistrict] != 0 || levels[LevelCommune] != tc.communes {
+			t.Errorf("%s: %d stations, levels %v; want %d provinces and %d communes, no district", tc.file, len(stations), levels, tc.provinces, tc.communes)
+		}
+		for _, st := range stations {
+			if strings.Count(st.Path, "/") != 1 {
+				t.Fatalf("%s: station %s at %s, not under its province", tc.file, st.ID, st.Path)
+			}
+		}
+	}
+}
+
 func TestParseUnitsCSVTwoLevels(t *testing.T) {
 	csv := "province_code,province_name,district_code,district_name,district_type,commune_code,commune_name,commune_type\n" +
 		"38,Tỉnh Thanh Hóa,,,,14755,Phường Hạc Thành,Phường\n"
