@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
@@ -110,6 +111,7 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	patterns []string // the routes registered, in order
 }
 
 // New returns a Server; Handler gives its routes.
@@ -161,10 +163,15 @@ func New(opts Options) (*Server, error) {
 // Handler is the API's http.Handler.
 func (s *Server) Handler() http.Handler { return s.mux }
 
+// Routes are the patterns the server registered ("GET /api/v1/me"), in
+// order: docs/openapi.yaml describes each, and a test holds them together.
+func (s *Server) Routes() []string { return slices.Clone(s.patterns) }
+
 func (s *Server) routes() {
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", s.metrics())
+	s.patterns = append(s.patterns, "GET /metrics")
 
 	s.handle("GET /api/v1/me", s.auth(s.me, anyRole...))
 	s.handle("POST /api/v1/tokens", s.auth(s.createToken, broadcast.RoleAdmin))
@@ -214,6 +221,7 @@ var (
 // handle registers a route with request metrics labelled by its pattern,
 // which is bounded, unlike paths that carry ids.
 func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.patterns = append(s.patterns, pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
