@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,14 +39,72 @@ func (s *Server) token(r *http.Request) (broadcast.Token, error) {
 	if !ok || strings.TrimSpace(secret) == "" {
 		return broadcast.Token{}, broadcast.Errorf(broadcast.EUnauthorized, "this endpoint needs an Authorization: Bearer <token> header")
 	}
+	addr := clientAddr(r)
+	now := s.opts.Now()
+	if err := s.throttled(addr, now); err != nil {
+		return broadcast.Token{}, err
+	}
 	tok, err := s.opts.Store.TokenByHash(broadcast.HashToken(strings.TrimSpace(secret)))
 	if err != nil {
 		if broadcast.IsNotFound(err) {
-			return broadcast.Token{}, broadcast.Errorf(broadcast.EUnauthorized, "the token is not valid")
+			s.authFailed(r, addr, "unknown_token", now)
+			return broadcast.Token{}, broadcast.Errorf(broadcast.EUnauthorized, "the token is not valid: it was revoked, has expired or never existed")
 		}
 		return broadcast.Token{}, fmt.Errorf("look up token: %w", err)
 	}
+	if tok.Expired(now) {
+		if err := expire(r.Context(), s.tokens, tok, now); err != nil {
+			return broadcast.Token{}, fmt.Errorf("expire token %s: %w", tok.ID, err)
+		}
+		s.log.Info("token expired", "token_id", tok.ID, "role", tok.Role, "unit", tok.Unit, "expired_at", tok.ExpiresAt)
+		if s.opts.TokenRevoked != nil {
+			s.opts.TokenRevoked(tok.ID)
+		}
+		s.authFailed(r, addr, "expired_token", now)
+		return broadcast.Token{}, broadcast.Errorf(broadcast.EUnauthorized, "the token expired at %s; ask an administrator for a new one", tok.ExpiresAt.Format(time.RFC3339))
+	}
+	s.touch(r.Context(), tok, now)
 	return tok, nil
+}
+
+// clientAddr is the address a request came from, without the port: the
+// key of the failed-authentication throttle.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// throttledError is a refusal because the client failed too often: 429
+// with Retry-After.
+type throttledError struct{ wait time.Duration }
+
+func (e *throttledError) Error() string { return e.Unwrap().Error() }
+func (e *throttledError) Unwrap() error {
+	return broadcast.Errorf(broadcast.ERateLimited, "too many failed sign-ins or bad tokens from this address: try again in %d s", retrySeconds(e.wait))
+}
+
+func retrySeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+// throttled refuses a client address that must still wait after its
+// failed attempts, without checking what it sent.
+func (s *Server) throttled(addr string, now time.Time) error {
+	if wait := s.authFails.Wait(addr, now); wait > 0 {
+		s.authThrottled.Inc()
+		return &throttledError{wait: wait}
+	}
+	return nil
+}
+
+// authFailed counts and logs a failed authentication (never what was sent)
+// and makes its address wait once it failed too often. While it waits, its
+// attempts are refused unlogged: the log is not a lever to fill the disk.
+func (s *Server) authFailed(r *http.Request, addr, reason string, now time.Time) {
+	s.authFailures.WithLabelValues(reason).Inc()
+	wait := s.authFails.Fail(addr, now)
+	s.log.Warn("authentication failed", "remote", addr, "reason", reason, "method", r.Method, "path", r.URL.Path, "backoff", wait)
 }
 
 // scope refuses what lies outside the token's unit.
@@ -77,20 +136,34 @@ func (s *Server) unitParam(r *http.Request, tok broadcast.Token) (code, path str
 // actor names who did something in the operations log.
 func actor(tok broadcast.Token) string { return tok.ID + " " + tok.Name }
 
-// deviceAuth checks HTTP Basic credentials of a device.
-func (s *Server) deviceAuth(r *http.Request) bool {
+// deviceAuth checks HTTP Basic credentials of a device and returns it.
+// Wrong credentials count against the client address, like bad tokens: a
+// device secret is a PBKDF2 hash, and a flood of guesses costs CPU.
+func (s *Server) deviceAuth(r *http.Request) (broadcast.Device, error) {
+	refused := broadcast.Errorf(broadcast.EUnauthorized, "device id or secret is wrong, or the device is disabled")
+	addr := clientAddr(r)
+	now := s.opts.Now()
+	if err := s.throttled(addr, now); err != nil {
+		return broadcast.Device{}, err
+	}
 	id, secret, ok := r.BasicAuth()
 	if !ok || !broadcast.ValidID(id) {
-		return false
+		s.authFailed(r, addr, "bad_device", now)
+		return broadcast.Device{}, refused
 	}
 	d, err := s.opts.Store.Device(id)
 	if err != nil || d.Disabled {
 		// Spend the same effort on an unknown device as on a wrong secret,
 		// so that the answer time does not reveal which ids exist.
 		broadcast.VerifySecret(dummyHash, secret)
-		return false
+		s.authFailed(r, addr, "bad_device", now)
+		return broadcast.Device{}, refused
 	}
-	return broadcast.VerifySecret(d.SecretHash, secret)
+	if !broadcast.VerifySecret(d.SecretHash, secret) {
+		s.authFailed(r, addr, "bad_device", now)
+		return broadcast.Device{}, refused
+	}
+	return d, nil
 }
 
 var dummyHash = broadcast.HashSecret("not a secret")

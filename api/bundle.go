@@ -60,6 +60,14 @@ func wholeTree(tok broadcast.Token, what string) error {
 	return nil
 }
 
+// wholeTreeOnly refuses tokens scoped to a unit, for what is every unit's.
+func wholeTreeOnly(tok broadcast.Token, what, why string) error {
+	if tok.UnitPath != "" {
+		return broadcast.Errorf(broadcast.EForbidden, "%s needs a token of the whole tree (%s); this token is for unit %s", what, why, tok.Unit)
+	}
+	return nil
+}
+
 func (s *Server) bundle(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	if err := wholeTree(tok, "an evidence bundle"); err != nil {
 		s.error(w, r, err)

@@ -43,7 +43,7 @@ func (s *Server) emergency(w http.ResponseWriter, r *http.Request, tok broadcast
 	now := s.opts.Now()
 	p := broadcast.Programme{
 		ID: broadcast.NewID(now), Unit: unit.Code, UnitPath: unit.Path, Month: broadcast.MonthOf(now, s.opts.Location),
-		Title: title, Description: u.fields["description"], Audio: a, Priority: broadcast.PriorityEmergency,
+		Title: broadcast.NFC(title), Description: broadcast.NFC(u.fields["description"]), Audio: a, Priority: broadcast.PriorityEmergency,
 		Status: broadcast.ProgrammeApproved, UploadedBy: tok.ID, ApprovedBy: tok.ID, UploaderName: tok.Name, ApproverName: tok.Name, CreatedAt: now, ApprovedAt: now,
 	}
 	detail, _ := json.Marshal(map[string]any{"unit": p.Unit, "title": p.Title, "sha256": a.SHA256, "duration_ms": a.DurationMS})

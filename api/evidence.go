@@ -323,6 +323,12 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 // computed from against the hashes the operations log holds, and every
 // airing's verdicts against its evidence (audit.VerifyRecords).
 func (s *Server) verify(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
+	// A check of every entry and signature is the heaviest request there
+	// is; a district's auditor has GET /api/v1/asrun for its own entries.
+	if err := wholeTree(tok, "verifying the logs"); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	res, err := audit.VerifyLogs(r.Context(), s.opts.Store, 0)
 	if err == nil {
 		var rec audit.RecordsResult
@@ -379,6 +385,10 @@ func (s *Server) oplog(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 }
 
 func (s *Server) backup(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
+	if err := wholeTreeOnly(tok, "a backup", "it is the whole database, every unit's records and tokens"); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	w.Header().Set("Content-Type", "application/x-tar")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="loaxa-backup-%s.tar"`, s.opts.Now().UTC().Format("20060102T150405Z")))
 	if err := s.opts.Store.Backup(r.Context(), w); err != nil {
@@ -390,10 +400,16 @@ func (s *Server) backup(w http.ResponseWriter, r *http.Request, tok broadcast.To
 // http.ServeContent gives Range (resume after a broken download) and,
 // with the ETag set, If-None-Match.
 func (s *Server) audio(w http.ResponseWriter, r *http.Request) {
+	sha := r.PathValue("sha256")
 	if _, _, basic := r.BasicAuth(); basic {
-		if !s.deviceAuth(r) {
+		d, err := s.deviceAuth(r)
+		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Basic realm="loaxa audio"`)
-			s.error(w, r, broadcast.Errorf(broadcast.EUnauthorized, "device id or secret is wrong, or the device is disabled"))
+			s.error(w, r, err)
+			return
+		}
+		if err := s.deviceMayFetch(d, sha); err != nil {
+			s.error(w, r, err)
 			return
 		}
 	} else if _, err := s.token(r); err != nil {
@@ -401,7 +417,6 @@ func (s *Server) audio(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	sha := r.PathValue("sha256")
 	f, err := s.opts.Store.OpenBlob(sha)
 	if err != nil {
 		s.error(w, r, err)
@@ -416,4 +431,30 @@ func (s *Server) audio(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", `"`+sha+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
+}
+
+// deviceMayFetch lets a device download only the audio of an airing of its
+// own station, in a window around its schedule's (what it was sent, and
+// what it may still be playing or catching up on), so that a device, or
+// someone holding its secret, cannot pull any unit's audio by hash.
+func (s *Server) deviceMayFetch(d broadcast.Device, sha string) error {
+	now := s.opts.Now()
+	lead := s.opts.Policy.Lead
+	if lead <= 0 {
+		lead = 7 * 24 * time.Hour
+	}
+	airings, err := s.opts.Store.StationAirings(d.Station, now.Add(-48*time.Hour), now.Add(lead+48*time.Hour))
+	if err != nil {
+		return err
+	}
+	for _, a := range airings {
+		if a.Audio.SHA256 == sha {
+			return nil
+		}
+	}
+	s.deviceFetches.Inc()
+	s.log.Warn("device asked for audio outside its schedule", "device", d.ID, "station", d.Station, "sha256", sha)
+	// Not found rather than forbidden: the answer says nothing of whether
+	// the audio exists.
+	return broadcast.Errorf(broadcast.ENotFound, "no airing of station %s plays audio %s", d.Station, sha)
 }

@@ -186,7 +186,7 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 	now := s.opts.Now()
 	p := broadcast.Programme{
 		ID: broadcast.NewID(now), Unit: unit.Code, UnitPath: unit.Path, Month: month,
-		Title: f["title"], Description: f["description"], Audio: a, Priority: priority,
+		Title: broadcast.NFC(f["title"]), Description: broadcast.NFC(f["description"]), Audio: a, Priority: priority,
 		Status: broadcast.ProgrammeDraft, UploadedBy: tok.ID, UploaderName: tok.Name, CreatedAt: now,
 	}
 	detail, _ := json.Marshal(map[string]any{"unit": p.Unit, "month": p.Month, "title": p.Title, "sha256": a.SHA256, "duration_ms": a.DurationMS})

@@ -13,6 +13,10 @@ import (
 // not, 409), and records the purge in the operations log in the same
 // transaction.
 func (s *Server) purge(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
+	if err := wholeTreeOnly(tok, "a purge", "it removes every unit's evidence"); err != nil {
+		s.error(w, r, err)
+		return
+	}
 	before, err := broadcast.ParseMonth(r.URL.Query().Get("before"))
 	if err != nil {
 		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "before", "%v: the first month to keep", err))

@@ -11,10 +11,13 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
 	"github.com/loaxa/loaxa/scheduler"
+	"github.com/loaxa/loaxa/throttle"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -25,7 +28,7 @@ type Store interface {
 	Tokens() ([]broadcast.Token, error)
 	PutToken(ctx context.Context, t broadcast.Token, op *broadcast.OpEntry) error
 
-	ImportUnits(ctx context.Context, units []broadcast.Unit, stations []broadcast.Station, op *broadcast.OpEntry) (broadcast.ImportResult, error)
+	ImportUnitsWithin(ctx context.Context, units []broadcast.Unit, stations []broadcast.Station, within string, op *broadcast.OpEntry) (broadcast.ImportResult, error)
 	Unit(code string) (broadcast.Unit, error)
 	Units(parent string) ([]broadcast.Unit, error)
 	Station(id string) (broadcast.Station, error)
@@ -101,6 +104,21 @@ type Options struct {
 	// Retention is how long evidence is kept before it may be purged;
 	// default five years.
 	Retention time.Duration
+	// TokenMaxAge is the default and longest life of a token that is not
+	// an admin's (tokens.max_age); 0 for none.
+	TokenMaxAge time.Duration
+	// TokenRevoked is called after a token was revoked or expired, so that
+	// the console can end the sessions signed in with it; nil does nothing.
+	TokenRevoked func(id string)
+	// AuthFailures is how many failed authentications (bad tokens, wrong
+	// device credentials) a client address may make before it must wait,
+	// 1 s, then twice as long after each further failure, up to 5 min;
+	// 0 means 10, negative turns the throttle off.
+	AuthFailures int
+	// ReservedDeviceIDs are ids a device may not take (compared without
+	// regard to case): the daemon's MQTT user, its client id. Ids starting
+	// with "$" (the brokers' system topics and users) are refused as well.
+	ReservedDeviceIDs []string
 }
 
 // Server serves the API.
@@ -112,6 +130,13 @@ type Server struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	patterns []string // the routes registered, in order
+
+	tokens        tokenStore
+	touching      sync.Map // token id → struct{}: its last use is being written
+	authFails     *throttle.Backoff
+	authFailures  *prometheus.CounterVec
+	authThrottled prometheus.Counter
+	deviceFetches prometheus.Counter
 }
 
 // New returns a Server; Handler gives its routes.
@@ -137,6 +162,13 @@ func New(opts Options) (*Server, error) {
 	if opts.Gatherer == nil {
 		opts.Gatherer = prometheus.NewRegistry()
 	}
+	ts, ok := opts.Store.(tokenStore)
+	if !ok {
+		return nil, errors.New("api: the Store must also have Token, DeleteToken and TouchToken")
+	}
+	if opts.AuthFailures == 0 {
+		opts.AuthFailures = 10
+	}
 	s := &Server{
 		opts: opts,
 		log:  opts.Logger,
@@ -148,9 +180,20 @@ func New(opts Options) (*Server, error) {
 			Name: "loaxa_api_request_duration_seconds", Help: "HTTP request latency by route pattern.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
+		tokens:    ts,
+		authFails: throttle.New(opts.AuthFailures, time.Second, 5*time.Minute),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "loaxa_api_auth_failures_total", Help: "Failed authentications over HTTP by reason: unknown_token, expired_token, bad_device.",
+		}, []string{"reason"}),
+		authThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_api_auth_throttled_total", Help: "Requests refused with 429 because their address failed to authenticate too often.",
+		}),
+		deviceFetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "loaxa_api_device_audio_refused_total", Help: "Audio downloads refused to a device because no airing of its station plays that audio.",
+		}),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{s.requests, s.duration} {
+		for _, c := range []prometheus.Collector{s.requests, s.duration, s.authFailures, s.authThrottled, s.deviceFetches} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -175,6 +218,8 @@ func (s *Server) routes() {
 
 	s.handle("GET /api/v1/me", s.auth(s.me, anyRole...))
 	s.handle("POST /api/v1/tokens", s.auth(s.createToken, broadcast.RoleAdmin))
+	s.handle("GET /api/v1/tokens", s.auth(s.listTokens, broadcast.RoleAdmin))
+	s.handle("DELETE /api/v1/tokens/{id}", s.auth(s.revokeToken, broadcast.RoleAdmin))
 	s.handle("POST /api/v1/units/import", s.auth(s.importUnits, broadcast.RoleAdmin))
 	s.handle("GET /api/v1/units", s.auth(s.listUnits, anyRole...))
 	s.handle("GET /api/v1/stations", s.auth(s.listStations, anyRole...))
@@ -291,6 +336,7 @@ var statusOf = map[string]int{
 	broadcast.EUnsupported:  http.StatusUnsupportedMediaType,
 	broadcast.EUnavailable:  http.StatusServiceUnavailable,
 	broadcast.EInternal:     http.StatusInternalServerError,
+	broadcast.ERateLimited:  http.StatusTooManyRequests,
 }
 
 type errorBody struct {
@@ -324,6 +370,10 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="loaxa"`)
+	}
+	var th *throttledError
+	if errors.As(err, &th) {
+		w.Header().Set("Retry-After", strconv.FormatInt(retrySeconds(th.wait), 10))
 	}
 	writeJSON(w, status, body)
 }

@@ -4,65 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/loaxa/loaxa/broadcast"
 )
-
-type tokenRequest struct {
-	Name string         `json:"name"`
-	Role broadcast.Role `json:"role"`
-	Unit string         `json:"unit"`
-}
-
-type tokenResponse struct {
-	ID    string         `json:"id"`
-	Name  string         `json:"name"`
-	Role  broadcast.Role `json:"role"`
-	Unit  string         `json:"unit"`
-	Token string         `json:"token"`
-}
-
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request, by broadcast.Token) {
-	var req tokenRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	if req.Name == "" || len(req.Name) > 200 {
-		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "name", "a token needs a name of 1-200 characters, e.g. the person or script that uses it"))
-		return
-	}
-	if !req.Role.Valid() {
-		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "role", "role %q is not admin, operator or auditor", req.Role))
-		return
-	}
-	var path string
-	if req.Unit != "" {
-		u, err := s.opts.Store.Unit(req.Unit)
-		if err != nil {
-			if broadcast.IsNotFound(err) {
-				err = broadcast.FieldError(broadcast.EInvalid, "unit", "unit %q does not exist; import units first", req.Unit)
-			}
-			s.error(w, r, err)
-			return
-		}
-		path = u.Path
-	}
-	if err := scope(by, path, "unit "+req.Unit); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	now := s.opts.Now()
-	secret := broadcast.NewTokenSecret()
-	tok := broadcast.Token{ID: broadcast.NewID(now), Name: req.Name, Role: req.Role, Unit: req.Unit, UnitPath: path, Hash: broadcast.HashToken(secret), CreatedAt: now, CreatedBy: by.ID}
-	detail, _ := json.Marshal(map[string]string{"name": req.Name, "role": string(req.Role), "unit": req.Unit})
-	op := &broadcast.OpEntry{At: now, Actor: actor(by), Action: "token.create", Subject: tok.ID, Detail: detail, Unit: tok.UnitPath}
-	if err := s.opts.Store.PutToken(r.Context(), tok, op); err != nil {
-		s.error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, tokenResponse{ID: tok.ID, Name: tok.Name, Role: tok.Role, Unit: tok.Unit, Token: secret})
-}
 
 func (s *Server) importUnits(w http.ResponseWriter, r *http.Request, by broadcast.Token) {
 	r.Body = http.MaxBytesReader(w, r.Body, 32<<20)
@@ -72,8 +17,11 @@ func (s *Server) importUnits(w http.ResponseWriter, r *http.Request, by broadcas
 		return
 	}
 	detail, _ := json.Marshal(map[string]int{"units": len(units), "stations": len(stations)})
-	op := &broadcast.OpEntry{At: s.opts.Now(), Actor: actor(by), Action: "units.import", Subject: fmt.Sprintf("%d units", len(units)), Detail: detail}
-	res, err := s.opts.Store.ImportUnits(r.Context(), units, stations, op)
+	op := &broadcast.OpEntry{At: s.opts.Now(), Actor: actor(by), Action: "units.import", Subject: fmt.Sprintf("%d units", len(units)), Detail: detail, Unit: by.UnitPath}
+	// A scoped administrator may create and change units below its own
+	// only, and move none across its border (the store checks each record
+	// in the import's transaction).
+	res, err := s.opts.Store.ImportUnitsWithin(r.Context(), units, stations, by.UnitPath, op)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -187,6 +135,13 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, tok broadcast
 		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "id", "device id %q must be 1-64 characters of A-Z, a-z, 0-9, _ and -, e.g. %s-01", req.ID, st.ID))
 		return
 	}
+	if s.reservedDeviceID(req.ID) {
+		// A device's id is its MQTT user name: one that is the daemon's
+		// would break Mosquitto's password file, or worse, share its
+		// access.
+		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "id", "device id %q is reserved (the daemon's or the broker's own name); choose another, e.g. %s-01", req.ID, st.ID))
+		return
+	}
 	now := s.opts.Now()
 	d := broadcast.Device{ID: req.ID, Station: st.ID, CreatedAt: now}
 	if req.PublicKey != "" {
@@ -210,6 +165,20 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, tok broadcast
 	}
 	s.opts.Planner.Touch(st.ID)
 	writeJSON(w, http.StatusCreated, deviceResponse{ID: d.ID, Station: st.ID, Secret: secret})
+}
+
+// reservedDeviceID reports whether id is a name the broker or the daemon
+// uses itself.
+func (s *Server) reservedDeviceID(id string) bool {
+	if strings.HasPrefix(id, "$") {
+		return true
+	}
+	for _, r := range s.opts.ReservedDeviceIDs {
+		if r != "" && strings.EqualFold(id, r) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) disableDevice(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {

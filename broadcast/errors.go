@@ -18,6 +18,7 @@ const (
 	EUnsupported  = "unsupported"  // not an audio format we take (415)
 	EInternal     = "internal"     // 500
 	EUnavailable  = "unavailable"  // a dependency is not ready (503)
+	ERateLimited  = "rate_limited" // too many failed attempts from this client: wait (429, Retry-After)
 )
 
 // Error is an error a person can act on: a code for programs, a sentence for

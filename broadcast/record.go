@@ -33,6 +33,11 @@ type DeviceSeqState struct {
 type ImportResult struct {
 	UnitsCreated    int `json:"units_created"`
 	StationsCreated int `json:"stations_created"`
+	// UnitsUpdated and StationsUpdated count the records that existed and
+	// changed (renamed, moved): an import that rewrote names is not "no
+	// change".
+	UnitsUpdated    int `json:"units_updated"`
+	StationsUpdated int `json:"stations_updated"`
 	UnitsTotal      int `json:"units"`
 	StationsTotal   int `json:"stations"`
 }

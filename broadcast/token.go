@@ -31,6 +31,16 @@ type Token struct {
 	Hash      string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
 	CreatedBy string    `json:"created_by,omitempty"`
+	// ExpiresAt is when the token stops working; zero for never.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// LastUsed is when the token was last accepted, to the minute: it is
+	// written at most once a minute per token, not at every request.
+	LastUsed time.Time `json:"last_used,omitzero"`
+}
+
+// Expired reports whether the token has expired at now.
+func (t Token) Expired(now time.Time) bool {
+	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
 }
 
 // Covers reports whether the token's scope includes something at path.

@@ -104,7 +104,7 @@ func ParseUnitsCSV(r io.Reader) ([]Unit, []Station, error) {
 
 		f := make(map[string]string, len(unitColumns))
 		for i, c := range unitColumns {
-			f[c] = strings.TrimSpace(rec[i])
+			f[c] = NFC(strings.TrimSpace(rec[i]))
 		}
 		for _, c := range []string{"province_code", "province_name", "commune_code", "commune_name"} {
 			if f[c] == "" {

@@ -34,44 +34,62 @@ const mosquittoMaxPacket = broadcast.MaxSnapshotPayload + 64<<10
 // Mosquitto checks topics, not client ids: unlike the embedded broker it
 // cannot hold a device to client id dev-<id>.
 func WriteMosquittoConfig(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string) error {
-	return writeMosquitto(dir, devices, daemonUser, daemonPassword, topicRoot, true)
+	_, err := writeMosquitto(dir, devices, daemonUser, daemonPassword, topicRoot, true)
+	return err
 }
 
 // WriteMosquittoAccess is WriteMosquittoConfig for a running deployment:
 // it rewrites the password file and the ACL, and writes mosquitto.conf only
 // if there is none, so that an administrator's edits of it stay. The daemon
 // calls it whenever devices change (mqtt.mosquitto_dir).
-func WriteMosquittoAccess(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string) error {
+//
+// Unlike WriteMosquittoConfig it does not give up on a device it cannot
+// write (an id that is the daemon's user, a secret hash not in $7$ format):
+// it leaves that device out, so that it cannot connect, and returns why in
+// skipped; one bad record must not freeze every other device's access. On
+// an error the previous files stay as they were.
+func WriteMosquittoAccess(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string) (skipped []string, err error) {
 	return writeMosquitto(dir, devices, daemonUser, daemonPassword, topicRoot, false)
 }
 
-func writeMosquitto(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string, withConf bool) error {
+func writeMosquitto(dir string, devices []broadcast.Device, daemonUser, daemonPassword string, topicRoot string, withConf bool) (skipped []string, err error) {
 	t, err := newTopics(topicRoot)
 	if err != nil {
-		return fmt.Errorf("mosquitto config: %w", err)
+		return nil, fmt.Errorf("mosquitto config: %w", err)
 	}
 	if strings.ContainsAny(t.root, " \t\r\n%") {
 		// A space would end the topic in an ACL line; % starts a pattern.
-		return fmt.Errorf("mosquitto config: topic root %q has a space or %%", t.root)
+		return nil, fmt.Errorf("mosquitto config: topic root %q has a space or %%", t.root)
 	}
 	if !validUser(daemonUser) || daemonPassword == "" {
-		return errors.New("mosquitto config: the daemon's user must be non-empty without ':' or spaces, and have a password")
+		return nil, errors.New("mosquitto config: the daemon's user must be non-empty without ':' or spaces, and have a password")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return fmt.Errorf("mosquitto config: %w", err)
+		return nil, fmt.Errorf("mosquitto config: %w", err)
 	}
 	enabled := make([]broadcast.Device, 0, len(devices))
 	for _, d := range devices {
+		// A disabled device is left out whatever its record holds: it
+		// must not connect, and nothing of it is written.
+		if d.Disabled {
+			continue
+		}
+		var why string
 		switch {
 		case !broadcast.ValidID(d.ID):
-			return fmt.Errorf("mosquitto config: device id %q is not a valid id", d.ID)
+			why = fmt.Sprintf("device id %q is not a valid id", d.ID)
 		case d.ID == daemonUser:
-			return fmt.Errorf("mosquitto config: device %q has the daemon's user name", d.ID)
-		case d.Disabled:
-			continue
+			why = fmt.Sprintf("device %q has the daemon's user name", d.ID)
 		case !strings.HasPrefix(d.SecretHash, "$7$") || strings.ContainsAny(d.SecretHash, " \t\r\n:"):
-			return fmt.Errorf("mosquitto config: device %s has no secret hash in $7$ format", d.ID)
+			why = fmt.Sprintf("device %s has no secret hash in $7$ format", d.ID)
+		}
+		if why != "" {
+			if withConf {
+				return nil, errors.New("mosquitto config: " + why)
+			}
+			skipped = append(skipped, why)
+			continue
 		}
 		enabled = append(enabled, d)
 	}
@@ -128,13 +146,22 @@ include_dir %[5]s
 `, t.root, filepath.Join(abs, MosquittoPasswd), filepath.Join(abs, MosquittoACL), mosquittoMaxPacket, filepath.Join(abs, "conf.d"))
 
 	if err := os.MkdirAll(filepath.Join(abs, "conf.d"), 0o755); err != nil {
-		return fmt.Errorf("mosquitto config: %w", err)
+		return skipped, fmt.Errorf("mosquitto config: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(abs, MosquittoConf)); err == nil && !withConf {
 		conf.Reset()
 	}
 	// The password file holds hashes, not secrets, but no one else needs
 	// to read it; Mosquitto warns about world-readable ones.
+	// Every file is written aside first and renamed only when all are: a
+	// failure halfway (a full disk) leaves the previous files, not a new
+	// password file with an old ACL.
+	var files []pendingFile
+	defer func() {
+		for _, f := range files {
+			_ = os.Remove(f.tmp) // a no-op after the rename
+		}
+	}()
 	for _, f := range []struct {
 		name string
 		data []byte
@@ -147,43 +174,51 @@ include_dir %[5]s
 		if len(f.data) == 0 {
 			continue // mosquitto.conf, kept as it is
 		}
-		if err := writeFileAtomic(filepath.Join(abs, f.name), f.data, f.mode); err != nil {
-			return fmt.Errorf("mosquitto config: %w", err)
+		tmp, err := writeTemp(filepath.Join(abs, f.name), f.data, f.mode)
+		if err != nil {
+			return skipped, fmt.Errorf("mosquitto config: %w", err)
+		}
+		files = append(files, pendingFile{tmp: tmp, name: filepath.Join(abs, f.name)})
+	}
+	for _, f := range files {
+		if err := os.Rename(f.tmp, f.name); err != nil {
+			return skipped, fmt.Errorf("mosquitto config: write %s: %w", f.name, err)
 		}
 	}
-	return nil
+	return skipped, nil
 }
+
+type pendingFile struct{ tmp, name string }
 
 func validUser(u string) bool {
 	return u != "" && !strings.ContainsAny(u, ": \t\r\n#+/")
 }
 
-// writeFileAtomic writes to a temporary file, syncs it and renames it over
-// name, so that a reload never sees half a file.
-func writeFileAtomic(name string, data []byte, mode os.FileMode) error {
+// writeTemp writes data to a synced temporary file beside name, to be
+// renamed over it, so that a reload never sees half a file.
+func writeTemp(name string, data []byte, mode os.FileMode) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
 	tmp := f.Name()
-	defer func() { _ = os.Remove(tmp) }() // a no-op after the rename
-	if _, err := f.Write(data); err != nil {
+	fail := func(err error) (string, error) {
 		_ = f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", name, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
 	}
 	if err := f.Chmod(mode); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", name, err)
+		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
+		_ = os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, name); err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
+	return tmp, nil
 }

@@ -10,6 +10,7 @@ import (
 )
 
 func (s *Store) putProgramme(tx *bolt.Tx, p broadcast.Programme) error {
+	p.Title, p.Description = broadcast.NFC(p.Title), broadcast.NFC(p.Description)
 	v, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode programme %s: %w", p.ID, err)
@@ -129,6 +130,7 @@ func (s *Store) UpdateProgramme(ctx context.Context, id string, fn func(*broadca
 				return err
 			}
 		}
+		p.Title, p.Description = broadcast.NFC(p.Title), broadcast.NFC(p.Description)
 		out = p
 		return s.putProgramme(tx, p)
 	})

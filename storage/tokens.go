@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
 	bolt "go.etcd.io/bbolt"
@@ -32,6 +33,7 @@ func (s *Store) PutToken(ctx context.Context, t broadcast.Token, op *broadcast.O
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = s.now()
 	}
+	t.Name = broadcast.NFC(t.Name)
 	err := s.update(ctx, op, func(tx *bolt.Tx) error {
 		tb, hb := tx.Bucket(bktTokens), tx.Bucket(bktTokenHash)
 		if id := hb.Get([]byte(t.Hash)); id != nil && string(id) != t.ID {
@@ -121,4 +123,53 @@ func (s *Store) Tokens() ([]broadcast.Token, error) {
 		return nil, fmt.Errorf("tokens: %w", err)
 	}
 	return out, nil
+}
+
+// TouchToken records that the token was used at at. It writes nothing when
+// the token is gone (revoked meanwhile: a late touch must not bring it
+// back) or was already marked used at or after at. No operations-log entry:
+// use is not a change of who may do what.
+func (s *Store) TouchToken(ctx context.Context, id string, at time.Time) error {
+	err := s.update(ctx, nil, func(tx *bolt.Tx) error {
+		tb := tx.Bucket(bktTokens)
+		v := tb.Get([]byte(id))
+		if v == nil {
+			return errNoChange
+		}
+		t, err := decodeToken(v)
+		if err != nil {
+			return err
+		}
+		if !t.LastUsed.Before(at) {
+			return errNoChange
+		}
+		t.LastUsed = at
+		v, err = json.Marshal(tokenRec{Token: t, Hash: t.Hash})
+		if err != nil {
+			return err
+		}
+		return tb.Put([]byte(id), v)
+	})
+	if err != nil {
+		return fmt.Errorf("touch token %s: %w", id, err)
+	}
+	return nil
+}
+
+// Token returns the token with the given id.
+func (s *Store) Token(id string) (broadcast.Token, error) {
+	var t broadcast.Token
+	err := s.view(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bktTokens).Get([]byte(id))
+		if v == nil {
+			return notFound("token", id)
+		}
+		var err error
+		t, err = decodeToken(v)
+		return err
+	})
+	if err != nil {
+		return broadcast.Token{}, fmt.Errorf("token %s: %w", id, err)
+	}
+	return t, nil
 }

@@ -21,6 +21,30 @@ type ImportResult = broadcast.ImportResult
 // by the 2025 reform), in one transaction: importing the same file twice
 // changes nothing. The whole country (10,047 stations) fits in one call.
 func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, stations []broadcast.Station, op *broadcast.OpEntry) (ImportResult, error) {
+	return s.ImportUnitsWithin(ctx, units, stations, "", op)
+}
+
+// ImportUnitsWithin is ImportUnits for a token scoped to the unit at path
+// within ("" for the whole tree): every unit or station it creates or
+// changes must lie below within, before and after the change, so that a
+// district's administrator can neither take a commune from another district
+// nor give one of theirs away. What it leaves as it is may lie anywhere (the
+// province row every line of the file repeats). The check is made in the
+// import's transaction, against what is stored then. Names are stored in NFC.
+func (s *Store) ImportUnitsWithin(ctx context.Context, units []broadcast.Unit, stations []broadcast.Station, within string, op *broadcast.OpEntry) (ImportResult, error) {
+	units, stations = slices.Clone(units), slices.Clone(stations)
+	for i := range units {
+		units[i].Name, units[i].Type = broadcast.NFC(units[i].Name), broadcast.NFC(units[i].Type)
+	}
+	for i := range stations {
+		stations[i].Name = broadcast.NFC(stations[i].Name)
+	}
+	inside := func(what, code, path string) error {
+		if within != "" && !broadcast.Below(path, within) {
+			return broadcast.Errorf(broadcast.EForbidden, "%s %s at %s is outside the unit of this token (%s): a scoped token may only create or change units below its own", what, code, path, within)
+		}
+		return nil
+	}
 	for _, u := range units {
 		if u.Code == "" || u.Path == "" {
 			return ImportResult{}, broadcast.Errorf(broadcast.EInvalid, "unit %q: code and path are required", u.Code)
@@ -35,10 +59,7 @@ func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, station
 	// splitting them at random.
 	units = slices.SortedFunc(slices.Values(units), func(a, b broadcast.Unit) int { return cmp.Compare(a.Code, b.Code) })
 	stations = slices.SortedFunc(slices.Values(stations), func(a, b broadcast.Station) int { return cmp.Compare(a.ID, b.ID) })
-	var (
-		res     ImportResult
-		updated int // records that existed with other data (renamed, moved)
-	)
+	var res ImportResult
 	err := s.update(ctx, op, func(tx *bolt.Tx) error {
 		ub, kids := tx.Bucket(bktUnits), tx.Bucket(bktUnitKids)
 		for _, u := range units {
@@ -50,13 +71,19 @@ func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, station
 			if bytes.Equal(old, v) {
 				continue
 			}
+			if err := inside("unit", u.Code, u.Path); err != nil {
+				return err
+			}
 			if old == nil {
 				res.UnitsCreated++
 			} else {
-				updated++
+				res.UnitsUpdated++
 				var was broadcast.Unit
 				if err := json.Unmarshal(old, &was); err != nil {
 					return fmt.Errorf("decode unit %s: %w", u.Code, err)
+				}
+				if err := inside("unit", u.Code, was.Path); err != nil {
+					return err
 				}
 				if err := kids.Delete(key(was.Parent, was.Code)); err != nil {
 					return err
@@ -80,13 +107,19 @@ func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, station
 			if bytes.Equal(old, v) {
 				continue
 			}
+			if err := inside("station", st.ID, st.Path); err != nil {
+				return err
+			}
 			if old == nil {
 				res.StationsCreated++
 			} else {
-				updated++
+				res.StationsUpdated++
 				var was broadcast.Station
 				if err := json.Unmarshal(old, &was); err != nil {
 					return fmt.Errorf("decode station %s: %w", st.ID, err)
+				}
+				if err := inside("station", st.ID, was.Path); err != nil {
+					return err
 				}
 				if err := byPath.Delete(key(was.Path, was.ID)); err != nil {
 					return err
@@ -103,7 +136,7 @@ func (s *Store) ImportUnits(ctx context.Context, units []broadcast.Unit, station
 		// Bucket.Stats reads committed pages only; a cursor sees this
 		// transaction's writes too.
 		res.UnitsTotal, res.StationsTotal = countKeys(ub), countKeys(sb)
-		if res.UnitsCreated+res.StationsCreated+updated == 0 {
+		if res.UnitsCreated+res.StationsCreated+res.UnitsUpdated+res.StationsUpdated == 0 {
 			// Nothing new: no operations-log entry for a no-op re-import.
 			return errNoChange
 		}

@@ -228,19 +228,12 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	// An external Mosquitto learns of devices from files the daemon keeps.
 	var changed func()
 	if cfg.MQTT.MosquittoDir != "" {
-		ms := &mosquittoSync{cfg: cfg.MQTT, store: d.store}
-		switch err := ms.write(ctx); {
-		case errors.Is(err, errReload):
-			// Mosquitto may not be running yet; it reads the files when it starts.
-			log.Warn("wrote Mosquitto's password file and ACL, but the reload failed", "dir", cfg.MQTT.MosquittoDir, "err", err)
-		case err != nil:
-			return nil, fmt.Errorf("mqtt.mosquitto_dir: %w", err)
+		ms, err := newMosquittoSync(cfg.MQTT, d.store, log.With("component", "mosquitto"), reg)
+		if err != nil {
+			return nil, err
 		}
-		changed = func() {
-			if err := ms.write(context.WithoutCancel(ctx)); err != nil {
-				log.Error("devices changed but Mosquitto's password file and ACL did not follow", "dir", cfg.MQTT.MosquittoDir, "err", err)
-			}
-		}
+		ms.sync(ctx)
+		changed = func() { ms.sync(context.WithoutCancel(ctx)) }
 	}
 	srv, err := api.New(api.Options{
 		Store: d.store, Planner: d.sched, Policy: policy, Location: loc,
