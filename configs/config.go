@@ -27,6 +27,7 @@ type Config struct {
 	DataDir   string        `yaml:"data_dir"`
 	Timezone  string        `yaml:"timezone"` // an IANA name; see Location
 	HTTP      HTTP          `yaml:"http"`
+	Tokens    Tokens        `yaml:"tokens"`
 	MQTT      MQTT          `yaml:"mqtt"`
 	Policy    Policy        `yaml:"policy"`
 	Devices   Devices       `yaml:"devices"`
@@ -43,6 +44,26 @@ type HTTP struct {
 	Listen        string `yaml:"listen"`
 	PublicURL     string `yaml:"public_url"`     // the base devices put in front of /audio/…
 	MetricsPublic bool   `yaml:"metrics_public"` // false: /metrics needs a token
+	// ReadTimeout bounds the time a client may take to send a request's body (the headers
+	// have 10 s); WriteTimeout how long it may leave an answer unread before the connection
+	// is cut. Uploads of audio and units (UploadTimeout) may take longer, but their body
+	// must keep coming at MinBodyRate bytes a second on average once ReadTimeout is over.
+	ReadTimeout   time.Duration `yaml:"read_timeout"`
+	WriteTimeout  time.Duration `yaml:"write_timeout"`
+	UploadTimeout time.Duration `yaml:"upload_timeout"`
+	MinBodyRate   int           `yaml:"min_body_rate"`
+	// AuthFailures is how many failed authentications (bad tokens, console sign-ins, device
+	// credentials) one client address may make before it must wait: 1 s, doubling at each
+	// further failure up to 5 min; answered 429 with Retry-After meanwhile.
+	AuthFailures int `yaml:"auth_failures"`
+}
+
+// Tokens is the API tokens' lifecycle.
+type Tokens struct {
+	// MaxAge is the life of an operator's or auditor's token: it expires this long after it
+	// was created unless made to expire sooner. 0: such tokens never expire. Administrators'
+	// tokens expire only when asked to.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // MQTT is the broker the daemon talks to its devices through.
@@ -107,7 +128,15 @@ func Default() Config {
 			Listen:        "127.0.0.1:8080",
 			PublicURL:     "http://127.0.0.1:8080",
 			MetricsPublic: true,
+			ReadTimeout:   30 * time.Second,
+			WriteTimeout:  2 * time.Minute,
+			UploadTimeout: time.Hour,
+			// 1 KiB/s: a 2G modem at a commune office sends more than ten times that; a
+			// slow-loris client sending a byte every few seconds is cut.
+			MinBodyRate:  1024,
+			AuthFailures: 10,
 		},
+		Tokens: Tokens{MaxAge: 365 * 24 * time.Hour},
 		MQTT: MQTT{
 			Embedded:  Embedded{Enabled: true, Listen: "127.0.0.1:1883"},
 			TopicRoot: "loaxa/v1",

@@ -46,6 +46,28 @@ func (c Config) checks() []check {
 		fail(err.Error(), "http.public_url")
 	}
 
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"http.read_timeout", c.HTTP.ReadTimeout}, {"http.write_timeout", c.HTTP.WriteTimeout}, {"http.upload_timeout", c.HTTP.UploadTimeout}} {
+		if d.v <= 0 {
+			failf(d.key, "must be positive, got %s: without it a client that stops sending holds a connection for ever", shortDuration(d.v))
+		}
+	}
+	if c.HTTP.UploadTimeout > 0 && c.HTTP.UploadTimeout < c.HTTP.ReadTimeout {
+		fail(fmt.Sprintf("http.upload_timeout %s is shorter than http.read_timeout %s: uploads are the long requests",
+			shortDuration(c.HTTP.UploadTimeout), shortDuration(c.HTTP.ReadTimeout)), "http.upload_timeout", "http.read_timeout")
+	}
+	if c.HTTP.MinBodyRate < 1 {
+		failf("http.min_body_rate", "must be at least 1 (bytes a second), got %d", c.HTTP.MinBodyRate)
+	}
+	if c.HTTP.AuthFailures < 1 {
+		failf("http.auth_failures", "must be at least 1, got %d", c.HTTP.AuthFailures)
+	}
+	if c.Tokens.MaxAge < 0 || (c.Tokens.MaxAge > 0 && c.Tokens.MaxAge < time.Hour) {
+		failf("tokens.max_age", "must be 0 (never expire) or at least 1h, got %s", shortDuration(c.Tokens.MaxAge))
+	}
+
 	m := c.MQTT
 	if err := checkHostPort(m.Embedded.Listen); err != nil {
 		fail(err.Error(), "mqtt.embedded.listen")

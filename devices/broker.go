@@ -1,6 +1,7 @@
 package devices
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -11,10 +12,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/loaxa/loaxa/broadcast"
 )
@@ -46,6 +49,16 @@ type BrokerOptions struct {
 	// per connection at 8 bytes a slot); 0 means DefaultDeviceQueue and
 	// DefaultDaemonQueue, whose comment says why they differ so much.
 	DeviceQueue, DaemonQueue int
+
+	// AuthFailures is how many failed CONNECTs an address, or a user name,
+	// may make before it must wait (1 s, doubling up to a minute); 0
+	// means 5, negative turns the backoff off.
+	AuthFailures int
+	// AuthLogInterval is how often refused CONNECTs are summed up in one
+	// log line; default one minute. Close writes the last one.
+	AuthLogInterval time.Duration
+	// Registerer takes the broker's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Broker is the embedded MQTT broker: mochi-mqtt with our access rules and
@@ -58,6 +71,10 @@ type Broker struct {
 	log    *slog.Logger
 	server *mqtt.Server
 	tcp    *queueListener
+	guard  *authGuard
+
+	stopGuard context.CancelFunc
+	guardDone chan struct{}
 
 	mu      sync.Mutex
 	started bool
@@ -86,6 +103,12 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 	}
 	if opts.DaemonQueue == 0 {
 		opts.DaemonQueue = DefaultDaemonQueue
+	}
+	if opts.AuthFailures == 0 {
+		opts.AuthFailures = 5
+	}
+	if opts.AuthLogInterval <= 0 {
+		opts.AuthLogInterval = time.Minute
 	}
 	log := opts.Logger
 	if log == nil {
@@ -129,7 +152,16 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 		// success when delivery failed. The daemon connects over TCP.
 		InlineClient: false,
 	})
+	guard := newAuthGuard(opts.RootUser, opts.AuthFailures, log)
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{guard.failures, guard.throttled} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("embedded broker: metrics: %w", err)
+			}
+		}
+	}
 	hook := &authHook{
+		guard:    guard,
 		topics:   t,
 		devices:  opts.Devices,
 		rootUser: opts.RootUser,
@@ -146,7 +178,9 @@ func NewBroker(opts BrokerOptions) (*Broker, error) {
 		opts:   opts,
 		log:    log,
 		server: server,
+		guard:  guard,
 		tcp: &queueListener{
+			guard:       guard,
 			TCP:         listeners.NewTCP(listeners.Config{ID: "tcp", Address: opts.Listen}),
 			caps:        caps,
 			rootUser:    opts.RootUser,
@@ -173,6 +207,9 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("embedded broker: serve: %w", err)
 	}
 	b.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopGuard, b.guardDone = cancel, make(chan struct{})
+	go b.guard.run(ctx, b.opts.AuthLogInterval, b.guardDone)
 	b.log.Info("embedded broker listening", "addr", b.tcp.Address(), "topic_root", b.opts.TopicRoot)
 	return nil
 }
@@ -214,7 +251,11 @@ func (b *Broker) Close() error {
 	for _, cl := range b.server.Clients.GetAll() {
 		cl.Stop(packets.ErrServerShuttingDown)
 	}
-	if err := b.server.Close(); err != nil {
+	err := b.server.Close()
+	// The last summary of refused connections, after the listener stopped.
+	b.stopGuard()
+	<-b.guardDone
+	if err != nil {
 		return fmt.Errorf("embedded broker: close: %w", err)
 	}
 	return nil
@@ -225,6 +266,7 @@ func (b *Broker) Close() error {
 // (see OnPacketRead).
 type authHook struct {
 	mqtt.HookBase
+	guard    *authGuard
 	topics   topics
 	devices  DeviceRegistry
 	rootUser string
@@ -275,34 +317,38 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		if subtle.ConstantTimeCompare(got[:], h.rootHash[:]) == 1 {
 			return true
 		}
-		h.log.Warn("broker refused the daemon's user: wrong password", "remote", cl.Net.Remote)
+		h.guard.refused(cl.Net.Remote, string(user), "daemon_password")
 		return false
 	}
 	id := string(user)
-	refuse := func(why string, args ...any) bool {
-		h.log.Warn("broker refused a device", append([]any{"device", id, "client_id", pk.Connect.ClientIdentifier, "remote", cl.Net.Remote, "reason", why}, args...)...)
+	// Refusals are summed up by the guard, one log line an interval: a
+	// line each would let a flood of CONNECTs fill the disk.
+	refuse := func(reason string) bool {
+		h.guard.refused(cl.Net.Remote, id, reason)
 		return false
 	}
 	if !broadcast.ValidID(id) {
-		return refuse("username is not a device id")
+		return refuse("bad_username")
 	}
 	if pk.Connect.ClientIdentifier != "dev-"+id {
-		return refuse("client id must be dev-<device id>")
+		return refuse("bad_client_id")
 	}
 	dev, err := h.devices.Device(id)
 	switch {
 	case broadcast.IsNotFound(err):
-		return refuse("unknown device")
+		return refuse("unknown_device")
 	case err != nil:
 		// Fail closed: the device retries, and the log says why.
-		return refuse("device registry unavailable", "err", err)
+		h.log.Warn("broker refused a device: the device registry is unavailable", "device", id, "err", err)
+		return refuse("registry_unavailable")
 	case dev.Disabled:
-		return refuse("device is disabled")
+		return refuse("disabled")
 	case !broadcast.VerifySecret(dev.SecretHash, string(pk.Connect.Password)):
-		return refuse("wrong secret")
+		return refuse("wrong_secret")
 	case pk.Connect.WillFlag && pk.Connect.WillTopic != h.topics.device(id, kindStatus):
-		return refuse("last will must be on the device's own status topic", "will_topic", pk.Connect.WillTopic)
+		return refuse("bad_will")
 	}
+	h.guard.accepted(id)
 	return true
 }
 

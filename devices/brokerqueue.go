@@ -2,7 +2,7 @@ package devices
 
 import (
 	"bufio"
-	"fmt"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -49,6 +49,7 @@ const connectPeekTimeout = 30 * time.Second
 // no inline client, no storage hook that restores clients).
 type queueListener struct {
 	*listeners.TCP
+	guard       *authGuard
 	caps        *mqtt.Capabilities
 	rootUser    string
 	deviceQueue int32
@@ -67,7 +68,15 @@ func (l *queueListener) establish(establish listeners.EstablishFn, id string, c 
 	head, user, err := peekConnect(c, l.maxConnect, connectPeekTimeout)
 	if err != nil {
 		_ = c.Close()
-		return fmt.Errorf("read the connect packet from %s: %w", c.RemoteAddr(), err)
+		// Counted and summed up by the guard; mochi's listener would log
+		// each one.
+		l.guard.refused(c.RemoteAddr().String(), "", "malformed")
+		return nil
+	}
+	if !l.guard.admit(c.RemoteAddr().String(), user) {
+		// Closed unchecked and unlogged: the guard counts it.
+		_ = c.Close()
+		return nil
 	}
 	slots := l.deviceQueue
 	if user == l.rootUser {
@@ -82,7 +91,12 @@ func (l *queueListener) establish(establish listeners.EstablishFn, id string, c 
 	rc.created = sync.OnceFunc(l.mu.Unlock)
 	// Also released on return, should mochi ever fail before reading.
 	defer rc.created()
-	return establish(id, rc)
+	err = establish(id, rc)
+	if errors.Is(err, packets.ErrBadUsernameOrPassword) {
+		// The auth hook counted it; the guard's summary reports it.
+		return nil
+	}
+	return err
 }
 
 // peekConnect reads the first packet of a connection, which must be a

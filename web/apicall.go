@@ -13,7 +13,8 @@ import (
 // apiError is the API's {"error": {"code","message","field"}} answer with
 // its status, as the console shows it.
 type apiError struct {
-	Status  int
+	Status     int
+	RetryAfter string // seconds, with 429
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field"`
@@ -76,7 +77,9 @@ func (s *Server) apiCall(r *http.Request, token, method, path string, body io.Re
 		rec.status = http.StatusOK
 	}
 	if rec.status >= 400 {
-		return decodeAPIError(rec.status, rec.body.Bytes())
+		e := decodeAPIError(rec.status, rec.body.Bytes())
+		e.RetryAfter = rec.header.Get("Retry-After")
+		return e
 	}
 	if out == nil {
 		return nil

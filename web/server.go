@@ -81,6 +81,15 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// EndSessions signs out every browser signed in with the token id: the
+// daemon calls it when the token is revoked or expires, so that a session
+// does not outlive its token even between two of its requests.
+func (s *Server) EndSessions(tokenID string) {
+	if n := s.sessions.endToken(tokenID); n > 0 {
+		s.log.Info("console sessions ended with their token", "token_id", tokenID, "sessions", n)
+	}
+}
+
 // Handler serves every page of the console, with its security headers.
 func (s *Server) Handler() http.Handler { return securityHeaders(rememberLang(s.mux)) }
 
@@ -142,6 +151,9 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /reports/bundle", s.signedIn(s.reportBundle))
 	s.mux.HandleFunc("GET /reports/verify", s.signedIn(s.reportVerify))
 	s.mux.HandleFunc("GET /reports/oplog", s.signedIn(s.reportOplog))
+
+	s.mux.HandleFunc("GET /tokens", s.signedIn(s.tokens))
+	s.mux.HandleFunc("POST /tokens/{id}/revoke", s.signedIn(s.revokeToken))
 
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		v := s.view(r, nil, "notfound.title")
@@ -214,7 +226,7 @@ func (s *Server) renderPart(w http.ResponseWriter, page, part string, v *view) {
 // pageNames are the page templates, each parsed with the layout.
 var pageNames = []string{"login", "error", "overview", "programmes", "programme", "schedule", "airing",
 	"units", "station", "device", "emergency", "emergency_confirm", "emergency_live", "reports",
-	"report_station", "verify", "oplog"}
+	"report_station", "verify", "oplog", "tokens"}
 
 func (s *Server) parseTemplates() error {
 	s.pages = map[string]*template.Template{}

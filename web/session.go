@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -139,6 +140,21 @@ func (s *sessions) get(id string) *session {
 		return nil
 	}
 	return ss
+}
+
+// endToken ends every session signed in with the token id (revoked or
+// expired) and returns how many.
+func (s *sessions) endToken(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ss := range s.m {
+		if ss.me.ID == id {
+			s.dropLocked(ss)
+			n++
+		}
+	}
+	return n
 }
 
 func (s *sessions) drop(ss *session) {
@@ -280,6 +296,17 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
 		again(http.StatusUnauthorized, "login.bad")
+		return
+	case errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests:
+		// The API throttles the address after too many failed sign-ins
+		// (and logs each failure, without the token).
+		secs, _ := strconv.Atoi(ae.RetryAfter)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		v := s.view(r, nil, "login.title")
+		v.CSRF = c.Value
+		v.Fields = map[string]string{"token": v.T("login.throttled", secs)}
+		v.Data = map[string]string{"Next": next}
+		s.render(w, http.StatusTooManyRequests, "login", v)
 		return
 	case err != nil:
 		s.fail(w, r, nil, err)

@@ -144,6 +144,9 @@ func (v *view) CanWrite() bool {
 	return v.Me != nil && (v.Me.Role == "admin" || v.Me.Role == "operator")
 }
 
+// IsAdmin: administrators manage the tokens.
+func (v *view) IsAdmin() bool { return v.Me != nil && v.Me.Role == "admin" }
+
 // CanAudit: verification, the operations log and bundles are the
 // auditors' (and admins').
 func (v *view) CanAudit() bool {

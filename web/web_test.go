@@ -402,7 +402,10 @@ func TestRolesSeeWhatTheyMayDo(t *testing.T) {
 	st := aud.get("/stations/14755")
 	must(t, st, 200, "Phường Hàm Rồng")
 	mustNot(t, st, "Thêm thiết bị", "/disable")
-	must(t, aud.get("/reports"), 200, `href="/reports/verify"`, `href="/reports/oplog"`)
+	// District 380's auditor: verifying the whole log is not theirs.
+	audRep := aud.get("/reports")
+	must(t, audRep, 200, `href="/reports/oplog"`)
+	mustNot(t, audRep, `href="/reports/verify"`, `href="/tokens"`)
 
 	op := f.signedIn(f.lan)
 	must(t, op.get("/"), 200, `href="/emergency"`)
@@ -431,7 +434,9 @@ func TestAuditorComplianceAndDownloads(t *testing.T) {
 	}
 	must(t, aud.get("/reports/download?period=nope&format=xlsx"), 422, "Giá trị không hợp lệ:")
 	must(t, aud.get("/reports/station?station=14755&month=2026-12"), 200, "Các buổi phát làm nên số liệu", "/airings/")
-	must(t, aud.get("/reports/verify"), 200, "Nhật ký toàn vẹn")
+	// Verifying checks every unit's entries: a token of the whole tree only
+	// (issue 12); district 380's auditor reads its entries through the as-run log.
+	must(t, aud.get("/reports/verify"), http.StatusForbidden, "whole tree")
 	must(t, aud.get("/reports/oplog?from=2026-01-01"), 200, "Duyệt chương trình", "Minh")
 	// Bundles need a token of the whole tree: this one is district 380's.
 	must(t, aud.get("/reports/bundle?period=2026-12"), http.StatusForbidden, "whole tree")
@@ -505,7 +510,7 @@ func TestEveryPageInBothLanguages(t *testing.T) {
 	airing := "/airings/" + linkRE.FindStringSubmatch(cal.body)[1]
 	pages := []string{"/", "/overview/live", "/programmes", page, "/schedule", "/schedule?station=14755&month=2026-12", airing,
 		"/stations", "/stations?unit=380", "/stations/14755", "/emergency", "/reports", "/reports?period=2026-H2",
-		"/reports/station?station=14755&month=2026-12", "/reports/verify", "/reports/oplog", "/no-such-page"}
+		"/reports/station?station=14755&month=2026-12", "/reports/verify", "/reports/oplog", "/tokens", "/no-such-page"}
 	for _, who := range []struct {
 		name, token string
 	}{{"admin", f.admin}, {"auditor", f.auditor}} {
@@ -521,7 +526,10 @@ func TestEveryPageInBothLanguages(t *testing.T) {
 				switch {
 				case p == "/no-such-page":
 					want = 404
-				case who.name == "auditor" && p == "/emergency":
+				case who.name == "auditor" && (p == "/emergency" || p == "/tokens" || p == "/reports/verify"):
+					// Auditors send nothing and manage no tokens; this
+					// one is district 380's, and verifying is the whole
+					// tree's.
 					want = 403
 				}
 				if a.status != want {

@@ -80,7 +80,7 @@ func commands() []*command {
 	var cmds []*command
 	for _, group := range [][]*command{
 		programmeCommands(), airingCommands(), stationCommands(), unitCommands(), deviceCommands(),
-		{emergencyCommand()}, evidenceCommands(), {tokenCommand()}, {versionCommand()},
+		{emergencyCommand()}, evidenceCommands(), tokenCommands(), {versionCommand()},
 	} {
 		cmds = append(cmds, group...)
 	}

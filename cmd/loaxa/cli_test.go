@@ -160,17 +160,20 @@ func TestOperatorsMonth(t *testing.T) {
 		t.Fatalf("report --format csv: %v\n%s", r, b)
 	}
 
-	// Evidence: the chains check out; the operations log shows who did what.
-	r = must(t, 0, url, auditor, "audit", "verify")
+	// Evidence: the chains check out (for an auditor of the whole tree:
+	// verifying reads every unit's entries, so province 38's auditor is
+	// refused); the operations log shows who did what.
+	inspector := strings.TrimSpace(must(t, 0, url, d.admin, "token", "create", "--name", "Thanh tra Sở", "--role", "auditor", "-q").stdout)
+	r = must(t, 0, url, inspector, "audit", "verify")
 	if !strings.Contains(r.stdout, "ok: chains, hashes") {
 		t.Fatalf("audit verify: %v", r)
 	}
+	must(t, 3, url, auditor, "audit", "verify")
 	must(t, 3, url, lan, "audit", "verify") // operators do not audit
 	// The bundle holds every unit's entries: an auditor of province 38
 	// is refused (exit 3), one of the whole tree gets it, and it verifies
 	// offline.
 	bundle := filepath.Join(t.TempDir(), "evidence-380-2026-12.tar.gz")
-	inspector := strings.TrimSpace(must(t, 0, url, d.admin, "token", "create", "--name", "Thanh tra Sở", "--role", "auditor", "-q").stdout)
 	r = loaxa(t, url, auditor, "audit", "bundle", "--period", "2026-12", "-o", bundle)
 	switch {
 	case r.code == exitNotFound && strings.Contains(r.stderr, "no such endpoint"):
@@ -241,7 +244,7 @@ func TestExitCodes(t *testing.T) {
 		}
 	}
 	r := must(t, 3, d.url, "not-a-token", "station", "list")
-	if strings.TrimSpace(r.stderr) != "loaxa: the token is not valid" {
+	if strings.TrimSpace(r.stderr) != "loaxa: the token is not valid: it was revoked, has expired or never existed" {
 		t.Fatalf("bad token: %v", r)
 	}
 	must(t, 3, d.url, "", "station", "list") // no token at all

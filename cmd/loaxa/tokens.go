@@ -5,24 +5,33 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 )
+
+func tokenCommands() []*command {
+	return []*command{tokenCommand(), tokenListCommand(), tokenRevokeCommand()}
+}
 
 func tokenCommand() *command {
 	return &command{
-		name: "token create", args: "--name NAME --role admin|operator|auditor [--unit CODE]",
+		name: "token create", args: "--name NAME --role admin|operator|auditor [--unit CODE] [--expires WHEN]",
 		summary: "create an API token (admin); prints it once",
 		about: `Creates a token for a person or a script (admin role). An operator's or an
 auditor's token is scoped to a unit and everything below it; without
 --unit it covers the whole tree. The daemon keeps only a hash: the token is
-shown this once.`,
+shown this once. --expires ends its life at a time (2027-06-30T17:00:00+07:00)
+or after a duration (720h); operators' and auditors' tokens expire after the
+daemon's tokens.max_age (a year by default) in any case.`,
 		example: `  loaxa --token-file data/admin.token token create --name "Lê Thị Lan" --role operator --unit 380
-  LAN=$(loaxa token create --name Lan --role operator --unit 380 -q)`,
+  LAN=$(loaxa token create --name Lan --role operator --unit 380 --expires 2160h -q)`,
 		output: true,
 		setup: func(fs *flag.FlagSet) action {
 			name := fs.String("name", "", "`NAME` who or what uses it (required)")
 			role := fs.String("role", "", "`ROLE` admin, operator or auditor (required)")
 			unit := fs.String("unit", "", "`CODE` the unit it covers, and all below, e.g. 380 (default: all)")
+			expires := fs.String("expires", "", "`WHEN` an RFC 3339 time, or a duration from now such as 720h (default: tokens.max_age)")
 			quiet := quietFlag(fs, "print only the token")
 			return func(ctx context.Context, c *cli, args []string, out outputMode) error {
 				if err := noArgs(args); err != nil {
@@ -31,11 +40,22 @@ shown this once.`,
 				if err := required("name", *name, "role", *role); err != nil {
 					return err
 				}
-				b, err := c.callJSON(ctx, http.MethodPost, "/api/v1/tokens", nil, map[string]string{"name": *name, "role": *role, "unit": *unit})
+				req := map[string]string{"name": *name, "role": *role, "unit": *unit}
+				if *expires != "" {
+					at, err := parseExpires(*expires, time.Now())
+					if err != nil {
+						return err
+					}
+					req["expires"] = at.Format(time.RFC3339)
+				}
+				b, err := c.callJSON(ctx, http.MethodPost, "/api/v1/tokens", nil, req)
 				if err != nil || out == outJSON {
 					return jsonOr(c, b, err)
 				}
-				var t struct{ ID, Name, Role, Unit, Token string }
+				var t struct {
+					ID, Name, Role, Unit, Token string
+					ExpiresAt                   time.Time `json:"expires_at"`
+				}
 				if err := decode(b, &t, "token create"); err != nil {
 					return err
 				}
@@ -46,11 +66,110 @@ shown this once.`,
 				if t.Unit == "" {
 					t.Unit = "all"
 				}
-				if err := fields(c.stdout, "id", t.ID, "name", t.Name, "role", t.Role, "unit", t.Unit, "token", t.Token); err != nil {
+				exp := "never"
+				if !t.ExpiresAt.IsZero() {
+					exp = t.ExpiresAt.Format(time.RFC3339)
+				}
+				if err := fields(c.stdout, "id", t.ID, "name", t.Name, "role", t.Role, "unit", t.Unit, "expires", exp, "token", t.Token); err != nil {
 					return err
 				}
 				fmt.Fprintln(c.stderr, "The token is shown only now: hand it over safely.")
 				return nil
+			}
+		},
+	}
+}
+
+// parseExpires reads --expires: an RFC 3339 time, or a duration from now.
+func parseExpires(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(d).Truncate(time.Second), nil
+	}
+	return time.Time{}, usagef("--expires %q is neither an RFC 3339 time (2027-06-30T17:00:00+07:00) nor a positive duration (720h)", s)
+}
+
+func tokenListCommand() *command {
+	return &command{
+		name: "token list", args: "",
+		summary: "list the API tokens of your unit and below (admin); never their secrets",
+		about: `Lists the tokens an administrator may revoke: every token for an
+administrator of the whole tree, those of its unit and below for a scoped
+one. Shows when each expires and when it was last used (to the minute).`,
+		example: `  loaxa token list`,
+		output:  true,
+		setup: func(fs *flag.FlagSet) action {
+			return func(ctx context.Context, c *cli, args []string, out outputMode) error {
+				if err := noArgs(args); err != nil {
+					return err
+				}
+				var res struct {
+					Tokens []struct {
+						ID        string    `json:"id"`
+						Name      string    `json:"name"`
+						Role      string    `json:"role"`
+						Unit      string    `json:"unit"`
+						CreatedAt time.Time `json:"created_at"`
+						ExpiresAt time.Time `json:"expires_at"`
+						LastUsed  time.Time `json:"last_used"`
+						Expired   bool      `json:"expired"`
+					}
+				}
+				b, err := c.get(ctx, "/api/v1/tokens", nil, &res)
+				if err != nil || out == outJSON {
+					return jsonOr(c, b, err)
+				}
+				when := func(t time.Time, zero string) string {
+					if t.IsZero() {
+						return zero
+					}
+					return t.Local().Format("2006-01-02 15:04")
+				}
+				t := newTable(c.stdout, "ID", "NAME", "ROLE", "UNIT", "CREATED", "EXPIRES", "LAST USED")
+				for _, k := range res.Tokens {
+					unit := k.Unit
+					if unit == "" {
+						unit = "all"
+					}
+					exp := when(k.ExpiresAt, "never")
+					if k.Expired {
+						exp += " (expired)"
+					}
+					t.row(k.ID, k.Name, k.Role, unit, when(k.CreatedAt, ""), exp, when(k.LastUsed, "never"))
+				}
+				return t.flush()
+			}
+		},
+	}
+}
+
+func tokenRevokeCommand() *command {
+	return &command{
+		name: "token revoke", args: "ID",
+		summary: "revoke an API token (admin): it stops working at its next request",
+		about: `Revokes a token by its id (from loaxa token list): the next request with it
+is refused, and console sessions signed in with it end. The operations log
+records who revoked it.`,
+		example: `  loaxa token revoke 01JF3K8Q2W5X7Y9Z`,
+		output:  true,
+		setup: func(fs *flag.FlagSet) action {
+			return func(ctx context.Context, c *cli, args []string, out outputMode) error {
+				id, err := oneArg(args, "ID")
+				if err != nil {
+					return err
+				}
+				b, err := c.callJSON(ctx, http.MethodDelete, "/api/v1/tokens/"+url.PathEscape(id), nil, nil)
+				if err != nil || out == outJSON {
+					return jsonOr(c, b, err)
+				}
+				var t struct{ ID, Name string }
+				if err := decode(b, &t, "token revoke"); err != nil {
+					return err
+				}
+				_, err = fmt.Fprintf(c.stdout, "revoked token %s (%s)\n", t.ID, sanitize(t.Name))
+				return err
 			}
 		},
 	}

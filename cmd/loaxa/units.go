@@ -180,14 +180,17 @@ is kept. "-" reads the CSV from standard input.`,
 					}
 					var res struct {
 						UnitsCreated    int `json:"units_created"`
+						UnitsUpdated    int `json:"units_updated"`
 						StationsCreated int `json:"stations_created"`
+						StationsUpdated int `json:"stations_updated"`
 						Units           int `json:"units"`
 						Stations        int `json:"stations"`
 					}
 					if err := decode(b, &res, "the import"); err != nil {
 						return err
 					}
-					_, err = fmt.Fprintf(c.stdout, "units: %d (%d new); stations: %d (%d new)\n", res.Units, res.UnitsCreated, res.Stations, res.StationsCreated)
+					_, err = fmt.Fprintf(c.stdout, "units: %d (%d new, %d changed); stations: %d (%d new, %d changed)\n",
+						res.Units, res.UnitsCreated, res.UnitsUpdated, res.Stations, res.StationsCreated, res.StationsUpdated)
 					return err
 				}
 			},

@@ -147,7 +147,7 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		user, pass = "loaxad", randomHex(24)
 		d.broker, err = devices.NewBroker(devices.BrokerOptions{
 			Listen: cfg.MQTT.Embedded.Listen, TopicRoot: cfg.MQTT.TopicRoot, Devices: d.store,
-			RootUser: user, RootPassword: pass, Logger: log,
+			RootUser: user, RootPassword: pass, Logger: log, Registerer: reg,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker: %w", err)
@@ -235,8 +235,22 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		ms.sync(ctx)
 		changed = func() { ms.sync(context.WithoutCancel(ctx)) }
 	}
+	// The console exists only after the API it calls; a token revoked
+	// meanwhile has no session to end.
+	var console *web.Server
 	srv, err := api.New(api.Options{
-		Store: d.store, Planner: d.sched, Policy: policy, Location: loc,
+		TokenMaxAge:  cfg.Tokens.MaxAge,
+		AuthFailures: cfg.HTTP.AuthFailures,
+		TokenRevoked: func(id string) {
+			if console != nil {
+				console.EndSessions(id)
+			}
+		},
+		// The daemon's MQTT user (on the embedded broker and on Mosquitto)
+		// and its client id: a device with one of these names would clash
+		// with the daemon's own access.
+		ReservedDeviceIDs: []string{"loaxad", cfg.MQTT.Username, cfg.MQTT.ClientID, "inline"},
+		Store:             d.store, Planner: d.sched, Policy: policy, Location: loc,
 		Logger: log.With("component", "api"), Gatherer: reg, Registerer: reg,
 		MetricsPublic: cfg.HTTP.MetricsPublic, TempDir: cfg.DataDir, Now: now, Retention: cfg.Retention,
 		DeviceDisabled: func(id string) {
@@ -260,12 +274,33 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	// console is a client of the API and gets the same handler the network
 	// does, under the paths the API does not use.
 	api.ServeDeviceStates(srv, d.hub.Statuses, func(s devices.DeviceState) string { return s.Station })
-	console, err := web.New(web.Options{API: srv.Handler(), Logger: log.With("component", "web"), Now: now, Location: loc})
+	console, err = web.New(web.Options{API: srv.Handler(), Logger: log.With("component", "web"), Now: now, Location: loc})
+	if err != nil {
+		return nil, err
+	}
+	if n, err := srv.ExpireTokens(ctx); err != nil {
+		log.Error("expiring tokens", "err", err)
+	} else if n > 0 {
+		log.Info("tokens expired while the daemon was stopped", "tokens", n)
+	}
+	if err := d.chores.Add(ctx, "token expiry", "7 * * * *", func(ctx context.Context) error {
+		_, err := srv.ExpireTokens(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	slow := &api.SlowClients{
+		ReadTimeout: cfg.HTTP.ReadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout, UploadTimeout: cfg.HTTP.UploadTimeout,
+		MinBodyRate: int64(cfg.HTTP.MinBodyRate), Logger: log.With("component", "http"), Registerer: reg,
+		Uploads: []string{"POST /api/v1/programmes", "POST /api/v1/emergency", "POST /api/v1/units/import",
+			"POST /programmes", "POST /emergency"},
+	}
+	handler, err := slow.Wrap(web.Mount(srv.Handler(), console.Handler()))
 	if err != nil {
 		return nil, err
 	}
 	d.http = &http.Server{
-		Handler:           web.Mount(srv.Handler(), console.Handler()),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
