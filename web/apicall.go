@@ -15,9 +15,9 @@ import (
 type apiError struct {
 	Status     int
 	RetryAfter string // seconds, with 429
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Field   string `json:"field"`
+	Code       string `json:"code"`
+	Message    string `json:"message"`
+	Field      string `json:"field"`
 }
 
 func (e *apiError) Error() string {
