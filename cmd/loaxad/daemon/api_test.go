@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/configs"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -25,13 +27,26 @@ type fixture struct {
 	admin, lan, minh, other, auditor, dir string
 }
 
-func startDaemon(t *testing.T) fixture {
+func startDaemon(t *testing.T) fixture { t.Helper(); return startDaemonWith(t, nil) }
+
+// startDaemonWith is startDaemon with the configuration changed by edit
+// first (nil changes nothing).
+func startDaemonWith(t *testing.T, edit func(*configs.Config)) fixture {
+	t.Helper()
+	return startDaemonLogged(t, edit, testLogger(t))
+}
+
+// startDaemonLogged is startDaemonWith logging to log.
+func startDaemonLogged(t *testing.T, edit func(*configs.Config), log *slog.Logger) fixture {
 	t.Helper()
 	cfg := testConfig(t)
+	if edit != nil {
+		edit(&cfg)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	clock := newShiftedClock(time.Date(2026, 12, 10, 8, 0, 0, 0, time.FixedZone("ICT", 7*3600)))
-	d, err := Start(ctx, Options{Config: cfg, Logger: testLogger(t), Clock: clock})
+	d, err := Start(ctx, Options{Config: cfg, Logger: log, Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

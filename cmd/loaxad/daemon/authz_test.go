@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/configs"
 )
 
 // TestAuthorisationMatrix asks every route of api/server.go as every kind of
@@ -32,9 +33,16 @@ import (
 // self-approval, a move to a free minute inside broadcasting hours).
 //
 // Where API.md is silent the code's documented choices are asserted and
-// named in the route's note: bundles and seals need a token of the whole
-// tree (api/bundle.go); auditors may seal; seals and the operations log are
-// the whole log's; audio is fetched by any device or token whatever its unit.
+// named in the route's note: bundles, seals and the whole-log verify need a
+// token of the whole tree (api/bundle.go, issue 12); auditors may seal;
+// seals and the operations log are the whole log's; audio is fetched by any
+// token whatever its unit, and by a device only when an airing of its
+// station plays it (issue 12: 404 otherwise). Tokens are listed and revoked
+// by admins (issue 12).
+//
+// Every bad-token and wrong-secret call is a failed authentication from
+// the one loopback address: the throttle (http.auth_failures) is lifted
+// here, and tested in security_access_test.go.
 func TestAuthorisationMatrix(t *testing.T) {
 	m := newMatrix(t)
 	n := 0
@@ -84,9 +92,12 @@ type mxRoute struct {
 	open    bool // needs no credentials: everyone gets success
 	anyUnit bool // scoped tokens may reach the other unit's resource too
 	success int
-	who     []string // callers allowed, by mxCaller.name
-	note    string   // the documented choice asserted, where API.md is silent
-	req     func(t *testing.T, m *matrix, side string) mxReq
+	// deviceOther is what the device gets for the other unit's resource,
+	// when it is not what everyone else gets (0).
+	deviceOther int
+	who         []string // callers allowed, by mxCaller.name
+	note        string   // the documented choice asserted, where API.md is silent
+	req         func(t *testing.T, m *matrix, side string) mxReq
 }
 
 type mxReq struct {
@@ -100,6 +111,8 @@ func (r mxRoute) want(c mxCaller, side string) int {
 	switch {
 	case r.open:
 		return r.success
+	case side == otherUnit && c.name == "device" && r.deviceOther != 0:
+		return r.deviceOther
 	case !slices.Contains(r.who, c.name):
 		if c.token {
 			return http.StatusForbidden
@@ -131,6 +144,10 @@ func matrixRoutes() []mxRoute {
 
 		{route: "POST /api/v1/tokens", unit: true, success: 201, who: mxAdmin, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return m.jsonReq("POST", "/api/v1/tokens", map[string]string{"name": m.unique("matrix"), "role": "operator", "unit": m.unit(side)})
+		}},
+		{route: "GET /api/v1/tokens", success: 200, who: mxAdmin, note: "issue 12: the tokens of the admin's unit and below, never a secret", req: get("/api/v1/tokens")},
+		{route: "DELETE /api/v1/tokens/{id}", unit: true, success: 200, who: mxAdmin, note: "issue 12: admin; the target is a fresh operator token of the side's unit", req: func(t *testing.T, m *matrix, side string) mxReq {
+			return mxReq{method: "DELETE", path: "/api/v1/tokens/" + m.token(t, side)}
 		}},
 		{route: "POST /api/v1/units/import", success: 200, who: mxAdmin, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "POST", path: "/api/v1/units/import", body: m.unitsCSV, contentType: "text/csv"}
@@ -202,7 +219,7 @@ func matrixRoutes() []mxRoute {
 		{route: "GET /api/v1/compliance", unit: true, success: 200, who: mxAnyToken, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/api/v1/compliance?period=2026-12&unit=" + m.unit(side)}
 		}},
-		{route: "GET /api/v1/audit/verify", success: 200, who: mxReaders, note: "checks the whole log; a scoped auditor gets the whole log's result", req: get("/api/v1/audit/verify")},
+		{route: "GET /api/v1/audit/verify", success: 200, who: mxTree, note: "issue 12: checks the whole log, every unit's entries, at a cost in CPU: a token of the whole tree only", req: get("/api/v1/audit/verify")},
 		{route: "GET /api/v1/audit/bundle", unit: true, success: 200, who: mxTree, note: "api/bundle.go: the whole log, so a token of the whole tree only", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/api/v1/audit/bundle?period=2026-12&unit=" + m.unit(side)}
 		}},
@@ -214,12 +231,12 @@ func matrixRoutes() []mxRoute {
 		}},
 		{route: "GET /api/v1/audit/seals", success: 200, who: mxReaders, note: "api/bundle.go: admin, auditor: every seal", req: get("/api/v1/audit/seals")},
 		{route: "GET /api/v1/oplog", success: 200, who: mxReaders, note: "api/evidence.go: a scoped token reads the entries of its units only (api_test.go checks which)", req: get("/api/v1/oplog")},
-		{route: "GET /api/v1/backup", success: 200, who: mxAdmin, req: get("/api/v1/backup")},
+		{route: "GET /api/v1/backup", success: 200, who: mxAdmin, note: "issue 12: an admin of the whole tree", req: get("/api/v1/backup")},
 
-		{route: "GET /audio/{sha256}", unit: true, anyUnit: true, success: 200, who: mxAudio, note: "any device or token, whatever its unit", req: func(t *testing.T, m *matrix, side string) mxReq {
+		{route: "GET /audio/{sha256}", unit: true, anyUnit: true, success: 200, deviceOther: 404, who: mxAudio, note: "any token, whatever its unit; a device only the audio of its station's airings", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/audio/" + m.sha[side]}
 		}},
-		{route: "HEAD /audio/{sha256}", unit: true, anyUnit: true, success: 200, who: mxAudio, note: "any device or token, whatever its unit", req: func(t *testing.T, m *matrix, side string) mxReq {
+		{route: "HEAD /audio/{sha256}", unit: true, anyUnit: true, success: 200, deviceOther: 404, who: mxAudio, note: "any token, whatever its unit; a device only the audio of its station's airings", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "HEAD", path: "/audio/" + m.sha[side]}
 		}},
 		{route: "GET /api/{unregistered}", open: true, success: 404, note: "the /api/ catch-all answers 404 before any authentication", req: get("/api/v1/no-such-endpoint")},
@@ -240,7 +257,7 @@ type matrix struct {
 }
 
 func newMatrix(t *testing.T) *matrix {
-	f := startDaemon(t)
+	f := startDaemonWith(t, func(cfg *configs.Config) { cfg.HTTP.AuthFailures = 1 << 30 })
 	m := &matrix{f: f, devices: map[string]string{}, sha: map[string]string{}, communes: map[string][]broadcast.Station{},
 		rotate: map[string]*atomic.Int64{ownUnit: new(atomic.Int64), otherUnit: new(atomic.Int64)}}
 	c := f.c
@@ -273,11 +290,14 @@ func newMatrix(t *testing.T) *matrix {
 			t.Fatalf("no stations below %s", unit)
 		}
 		m.communes[side] = list.Stations
-		var p struct{ SHA256 string }
+		var p struct{ ID, SHA256 string }
 		if code := c.upload(m.uploader(side), map[string]string{"unit": unit, "month": "2026-12", "title": "Âm thanh"}, m.audio(side), &p); code != 201 {
 			t.Fatalf("upload for %s: %d", unit, code)
 		}
 		m.sha[side] = p.SHA256
+		// Approved, the audio is in the schedule of every station of the
+		// district: the device of 14755 may fetch 380's, not 381's.
+		c.json("POST", "/api/v1/programmes/"+p.ID+"/approve", f.admin, nil, nil, 200)
 	}
 	if m.sha[ownUnit] == m.sha[otherUnit] {
 		t.Fatal("the two units' audio must differ")
@@ -419,6 +439,13 @@ func mxMultipart(path string, fields map[string]string, audio []byte) mxReq {
 	_, _ = fw.Write(audio)
 	_ = mw.Close()
 	return mxReq{method: "POST", path: path, body: b.Bytes(), contentType: mw.FormDataContentType()}
+}
+
+// token is a fresh operator token of the side's unit, made by the admin.
+func (m *matrix) token(t *testing.T, side string) string {
+	var tok struct{ ID string }
+	m.client(t).json("POST", "/api/v1/tokens", m.f.admin, map[string]string{"name": m.unique("thu hồi"), "role": "operator", "unit": m.unit(side)}, &tok, 201)
+	return tok.ID
 }
 
 // device adds a fresh device to the side's station.
