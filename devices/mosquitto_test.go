@@ -136,3 +136,44 @@ func TestWriteMosquittoConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteMosquittoAccessSkips: the daemon's writer leaves out a disabled
+// device whatever its record holds, and an enabled one it cannot write (a
+// device named like the daemon's user, from before such ids were refused),
+// saying why, instead of failing and freezing every device's access.
+func TestWriteMosquittoAccessSkips(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	on := broadcast.Device{ID: "38001-01", Station: "38001", SecretHash: broadcast.HashSecret("s1")}
+	clash := broadcast.Device{ID: "loaxad", Station: "38001", SecretHash: broadcast.HashSecret("s2")}
+	offClash := clash
+	offClash.Disabled = true
+	if err := WriteMosquittoConfig(dir, []broadcast.Device{on, offClash}, "loaxad", "pw", ""); err != nil {
+		t.Fatalf("a disabled device named like the daemon: %v", err)
+	}
+	skipped, err := WriteMosquittoAccess(dir, []broadcast.Device{on, clash}, "loaxad", "pw", "")
+	if err != nil || len(skipped) != 1 || !strings.Contains(skipped[0], "loaxad") {
+		t.Fatalf("skipped %q, err %v; want the loaxad device skipped", skipped, err)
+	}
+	passwd, err := os.ReadFile(filepath.Join(dir, MosquittoPasswd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(passwd), "loaxad:") != 1 || strings.Contains(string(passwd), clash.SecretHash) || !strings.Contains(string(passwd), on.ID+":") {
+		t.Fatalf("passwd:\n%s", passwd)
+	}
+	// A failure leaves the previous files: conf.d cannot be made here.
+	if err := os.RemoveAll(filepath.Join(dir, "conf.d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "conf.d"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteMosquittoAccess(dir, nil, "loaxad", "pw", ""); err == nil {
+		t.Fatal("no error with conf.d a file")
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, MosquittoPasswd))
+	if string(after) != string(passwd) {
+		t.Fatalf("a failed rewrite changed passwd:\n%s", after)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/loaxa/loaxa/broadcast"
 )
 
@@ -155,5 +157,72 @@ func TestUnitsAndStations(t *testing.T) {
 	}
 	if _, err := s.ImportUnits(context.Background(), []broadcast.Unit{{Code: "", Path: "x"}}, nil, nil); broadcast.ErrorCode(err) != broadcast.EInvalid {
 		t.Errorf("unit without code: %v", err)
+	}
+}
+
+// TestImportUnitsWithin: a scoped import creates and changes only what lies
+// below its unit, before and after, refusing the whole file otherwise;
+// updates are counted, and names stored in NFC.
+func TestImportUnitsWithin(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	prov := broadcast.Unit{Code: "38", Name: "Tỉnh Thanh Hóa", Level: broadcast.LevelProvince, Path: "38"}
+	d380 := broadcast.Unit{Code: "380", Name: "Thành phố Thanh Hóa", Level: broadcast.LevelDistrict, Parent: "38", Path: "38/380"}
+	d381 := broadcast.Unit{Code: "381", Name: "Thị xã Bỉm Sơn", Level: broadcast.LevelDistrict, Parent: "38", Path: "38/381"}
+	commune := func(code, name, parent string) (broadcast.Unit, broadcast.Station) {
+		path := "38/" + parent + "/" + code
+		return broadcast.Unit{Code: code, Name: name, Level: broadcast.LevelCommune, Parent: parent, Path: path},
+			broadcast.Station{ID: code, Unit: code, Name: name, Path: path, Timezone: broadcast.DefaultTimezone}
+	}
+	c1, s1 := commune("14755", "Phường Hàm Rồng", "380")
+	c2, s2 := commune("14809", "Phường Bắc Sơn", "381")
+	_, err := s.ImportUnits(ctx, []broadcast.Unit{prov, d380, d381, c1, c2}, []broadcast.Station{s1, s2}, nil)
+	must(t, err)
+
+	moved, movedSt := commune("14809", "Phường Bắc Sơn", "380")
+	if _, err := s.ImportUnitsWithin(ctx, []broadcast.Unit{prov, d380, moved}, []broadcast.Station{movedSt}, "38/380", nil); broadcast.ErrorCode(err) != broadcast.EForbidden {
+		t.Fatalf("moving 14809 into 380: %v, want forbidden", err)
+	}
+	if u, _ := s.Unit("14809"); u.Parent != "381" {
+		t.Fatalf("14809 moved: %+v", u)
+	}
+	renamed, renamedSt := commune("14755", "Phường Hàm Rồng Mới", "380")
+	nfd := renamed
+	nfd.Name = norm.NFD.String(renamed.Name)
+	if nfd.Name == renamed.Name {
+		t.Fatal("the NFD name is the NFC one")
+	}
+	res, err := s.ImportUnitsWithin(ctx, []broadcast.Unit{prov, d380, nfd}, []broadcast.Station{renamedSt}, "38/380", nil)
+	must(t, err)
+	if res.UnitsUpdated != 1 || res.StationsUpdated != 1 || res.UnitsCreated != 0 {
+		t.Fatalf("a rename inside the scope: %+v", res)
+	}
+	if u, _ := s.Unit("14755"); u.Name != renamed.Name {
+		t.Fatalf("stored name %q, want the NFC %q", u.Name, renamed.Name)
+	}
+}
+
+// TestTouchTokenNeverRevives: a late write of a token's last use finds it
+// revoked and leaves it so.
+func TestTouchTokenNeverRevives(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 8, 1, 0, 0, 0, time.UTC)
+	tok := broadcast.Token{ID: "01TOKEN", Name: "Lan", Role: broadcast.RoleOperator, Hash: broadcast.HashToken("lxa_x"), CreatedAt: at}
+	must(t, s.PutToken(ctx, tok, nil))
+	must(t, s.TouchToken(ctx, tok.ID, at.Add(time.Minute)))
+	got, err := s.Token(tok.ID)
+	must(t, err)
+	if !got.LastUsed.Equal(at.Add(time.Minute)) {
+		t.Fatalf("last used %s", got.LastUsed)
+	}
+	must(t, s.TouchToken(ctx, tok.ID, at)) // older: no change
+	if got, _ := s.Token(tok.ID); !got.LastUsed.Equal(at.Add(time.Minute)) {
+		t.Fatalf("an older touch moved last used back to %s", got.LastUsed)
+	}
+	must(t, s.DeleteToken(ctx, tok.ID, nil))
+	must(t, s.TouchToken(ctx, tok.ID, at.Add(2*time.Minute)))
+	if _, err := s.TokenByHash(tok.Hash); !broadcast.IsNotFound(err) {
+		t.Fatalf("the revoked token is back: %v", err)
 	}
 }
