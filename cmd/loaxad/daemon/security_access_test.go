@@ -728,14 +728,16 @@ func secMQTTConnectFlood(t *testing.T) {
 	throttled := metricOr0(t, f.c.base, "loaxa_broker_auth_throttled_total")
 	t.Logf("%d attempts in %s: %d refused with a CONNACK (%v checked), %d closed unchecked (%v throttled)",
 		attempts.Load(), flood, connacks.Load(), checked, closed.Load(), throttled)
-	if throttled == 0 || int64(throttled) != closed.Load() {
-		t.Fatalf("throttled %v, closed unchecked %d: want every attempt past the first few closed unchecked", throttled, closed.Load())
+	// Every attempt without a CONNACK was throttled, but for the odd
+	// checked one whose CONNACK a loaded machine did not deliver in time.
+	if throttled == 0 || int64(throttled) > closed.Load() || closed.Load()-int64(throttled) > workers {
+		t.Fatalf("throttled %v, closed without a CONNACK %d: want every attempt past the first few closed unchecked", throttled, closed.Load())
 	}
 	// Five free failures per address and user, then waits of 1, 2, 4…
 	// s: within 2 s a few rounds of checks (each round at most one per
 	// worker, those admitted before the first of them failed), whatever
 	// the number of attempts.
-	if checked > 3*workers || float64(connacks.Load()) != checked {
+	if checked > 3*workers || float64(connacks.Load()) > checked {
 		t.Fatalf("%v CONNECTs were checked (%d CONNACKs), want at most %d", checked, connacks.Load(), 3*workers)
 	}
 	if attempts.Load() < 100 {
