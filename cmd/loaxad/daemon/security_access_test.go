@@ -759,11 +759,13 @@ func secMQTTConnectFlood(t *testing.T) {
 
 // secSlowLoris: a client that sends its body a byte now and then is cut
 // after http.read_timeout (here 1 s), on the sign-in form as on an upload,
-// where the body must keep coming at http.min_body_rate.
+// where the body must keep coming at http.min_body_rate; one that stops
+// reading a download is cut after http.write_timeout (1 s).
 func secSlowLoris(t *testing.T) {
 	f := startDaemonWith(t, func(c *configs.Config) {
 		c.HTTP.ReadTimeout = time.Second
 		c.HTTP.MinBodyRate = 1024
+		c.HTTP.WriteTimeout = time.Second
 	})
 	host := strings.TrimPrefix(f.c.base, "http://")
 	for _, tc := range []struct {
@@ -820,4 +822,23 @@ func secSlowLoris(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a download left unread", func(t *testing.T) {
+		var p struct{ SHA256 string }
+		// Ten minutes of 8 kHz audio, 9.6 MB: more than the sockets hold.
+		if code := f.c.upload(f.lan, map[string]string{"unit": "380", "month": "2026-12", "title": "Dài"}, wav(10*time.Minute), &p); code != 201 {
+			t.Fatalf("upload: %d", code)
+		}
+		series := `loaxa_http_slow_clients_total{kind="write_timeout"}`
+		was := metricOr0(t, f.c.base, series)
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+		if _, err := io.WriteString(conn, "GET /audio/"+p.SHA256+" HTTP/1.1\r\nHost: "+host+"\r\nAuthorization: Bearer "+f.lan+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		awaitFor(t, 15*time.Second, "the unread download to be cut", func() bool { return metricOr0(t, f.c.base, series) > was })
+	})
 }
