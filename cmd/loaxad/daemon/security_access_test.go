@@ -262,11 +262,36 @@ func secRevokeLeakedToken(t *testing.T) {
 	if !hasOp(ops, "token.create", leaked.ID) || !hasOp(ops, "token.revoke", leaked.ID) {
 		t.Fatalf("the operations log lacks the token's creation or revocation: %+v", ops)
 	}
-	// The console's page of tokens, for admins: the revoke button is a
-	// form posting to /tokens/{id}/revoke.
+	// The console's page of tokens, for admins: each token with a button
+	// posting to /tokens/{id}/revoke.
+	var second struct{ ID, Token string }
+	f.c.json("POST", "/api/v1/tokens", f.admin, map[string]string{"name": "Máy tính phường Đông Thọ", "role": "operator", "unit": "380"}, &second, 201)
 	admin, _ := signIn(t, f.c.base, f.admin)
-	if code, _ := admin.get("/tokens"); code != 200 {
-		t.Fatalf("console /tokens as admin: %d", code)
+	page, err := admin.hc.Get(f.c.base + "/tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	m := csrfRE.FindSubmatch(body)
+	if page.StatusCode != 200 || m == nil || !bytes.Contains(body, []byte(`action="/tokens/`+second.ID+`/revoke"`)) || bytes.Contains(body, []byte(second.Token)) {
+		t.Fatalf("console /tokens as admin: %d\n%s", page.StatusCode, body)
+	}
+	resp2, err := admin.hc.PostForm(f.c.base+"/tokens/"+second.ID+"/revoke", url.Values{"csrf": {string(m[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusSeeOther {
+		t.Fatalf("console revoke: %d", resp2.StatusCode)
+	}
+	if code := f.c.do("GET", "/api/v1/me", second.Token, nil, "", nil); code != 401 {
+		t.Fatalf("a token revoked in the console still works: %d", code)
+	}
+	if lan, _ := signIn(t, f.c.base, f.lan); lan != nil {
+		if code, _ := lan.get("/tokens"); code != http.StatusForbidden {
+			t.Fatalf("console /tokens as an operator: %d, want 403", code)
+		}
 	}
 }
 
