@@ -329,3 +329,31 @@ func assertColumns(t *testing.T, out, col, text string) {
 	}
 	t.Fatalf("no row with %q in:\n%s", text, out)
 }
+
+// TestTokenLifecycle: token create --expires, token list (never a secret),
+// token revoke, after which the token is refused (exit 3).
+func TestTokenLifecycle(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	r := must(t, 0, d.url, d.admin, "token", "create", "--name", "Máy xã", "--role", "operator", "--unit", "380", "--expires", "720h")
+	id, secret := field(t, r.stdout, "id"), field(t, r.stdout, "token")
+	if exp := field(t, r.stdout, "expires"); exp == "never" || exp == "" {
+		t.Fatalf("token create --expires 720h: %v", r)
+	}
+	must(t, 0, d.url, secret, "station", "list", "--unit", "380")
+	must(t, 2, d.url, d.admin, "token", "create", "--name", "x", "--role", "operator", "--expires", "soon")
+
+	r = must(t, 0, d.url, d.admin, "token", "list")
+	if !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "Máy xã") || strings.Contains(r.stdout, secret) ||
+		!strings.Contains(r.stdout, "LAST USED") || !strings.Contains(r.stdout, "bootstrap admin") {
+		t.Fatalf("token list: %v", r)
+	}
+	must(t, 3, d.url, secret, "token", "list") // operators do not manage tokens
+
+	r = must(t, 0, d.url, d.admin, "token", "revoke", id)
+	if !strings.Contains(r.stdout, "revoked token "+id) {
+		t.Fatalf("token revoke: %v", r)
+	}
+	must(t, 3, d.url, secret, "station", "list", "--unit", "380")
+	must(t, 4, d.url, d.admin, "token", "revoke", id)
+}
