@@ -14,7 +14,7 @@ func TestImplausibleClaims(t *testing.T) {
 		played      int64
 		want        string
 	}{
-		"received right after the end":      {recv, recv.Add(-15 * time.Minute), 900_000, ""},
+		"received right after the end":       {recv, recv.Add(-15 * time.Minute), 900_000, ""},
 		"clock ahead within the skew":        {recv.Add(2 * time.Minute), recv.Add(-13 * time.Minute), 900_000, ""},
 		"sent in the future":                 {recv.Add(2*time.Minute + time.Nanosecond), recv.Add(-15 * time.Minute), 900_000, UnmatchedFuture},
 		"a play that ends after the receipt": {recv, recv.Add(-5 * time.Minute), 900_000, UnmatchedFuture},
