@@ -64,6 +64,7 @@ type Store interface {
 
 	// For audit.VerifyRecords.
 	RecordHashes(fn func(broadcast.RecordHash) error) error
+	RecordHash(key string) (broadcast.Hash, bool, error)
 	EachAiring(fn func(broadcast.AiringCheck) error) error
 	AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, error)
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -27,7 +28,10 @@ import (
 // RecordSource is what VerifyRecords reads (a *storage.Store).
 type RecordSource interface {
 	Ops(after uint64, fn func(broadcast.OpEntry) error) error
+	OpsHead() (uint64, broadcast.Hash, error)
 	RecordHashes(fn func(broadcast.RecordHash) error) error
+	RecordHash(key string) (broadcast.Hash, bool, error)
+	AsRunHead() (uint64, broadcast.Hash, error)
 	AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error
 	AsRunBase() (uint64, broadcast.Hash, error)
 	AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, error)
@@ -57,20 +61,22 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 		problems.add(Problem{Log: "records", Record: record, Entry: entry, Problem: fmt.Sprintf(format, args...)})
 	}
 
-	type recorded struct {
-		hash broadcast.Hash
-		op   uint64
-	}
-	last := map[string]recorded{}
-	err := src.Ops(0, func(o broadcast.OpEntry) error {
-		for _, r := range o.Records {
-			last[r.Key] = recorded{r.Hash, o.Seq}
-		}
-		return nil
-	})
+	// The daemon goes on while this reads: heads first, and what seems
+	// wrong is looked at again after the walks (recheck), with the entries
+	// logged meanwhile.
+	opHead, _, err := src.OpsHead()
 	if err != nil {
 		return res, fmt.Errorf("verify records: %w", err)
 	}
+	asrunHead, _, err := src.AsRunHead()
+	if err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	last := map[string]recorded{}
+	if err := lastRecorded(src, 0, opHead, last); err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
+	}
+	var suspects []string
 	err = src.RecordHashes(func(r broadcast.RecordHash) error {
 		res.Records++
 		if res.Records%4096 == 0 {
@@ -78,12 +84,8 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 				return err
 			}
 		}
-		l, ok := last[r.Key]
-		switch {
-		case !ok:
-			add(r.Key, 0, "no operations-log entry accounts for this record: it was written outside loaxa")
-		case l.hash != r.Hash:
-			add(r.Key, l.op, "the record differs from what operations-log entry %d recorded: it was changed outside loaxa", l.op)
+		if l, ok := last[r.Key]; !ok || l.hash != r.Hash {
+			suspects = append(suspects, r.Key)
 		}
 		delete(last, r.Key)
 		return nil
@@ -91,21 +93,24 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 	if err != nil {
 		return res, fmt.Errorf("verify records: %w", err)
 	}
-	for _, k := range slices.Sorted(maps.Keys(last)) {
-		add(k, last[k].op, "operations-log entry %d recorded this record, but the file no longer holds it", last[k].op)
+	for k := range last {
+		suspects = append(suspects, k)
+	}
+	if err := recheck(src, suspects, add); err != nil {
+		return res, fmt.Errorf("verify records: %w", err)
 	}
 
 	base, _, err := src.AsRunBase()
 	if err != nil {
 		return res, fmt.Errorf("verify records: %w", err)
 	}
-	cited, err := citedByLog(ctx, src, base, p, func(seq uint64, format string, args ...any) {
+	cited, err := citedByLog(ctx, src, base, asrunHead, p, func(seq uint64, format string, args ...any) {
 		problems.add(Problem{Log: "asrun", Entry: seq, Problem: fmt.Sprintf(format, args...)})
 	})
 	if err != nil {
 		return res, fmt.Errorf("verify records: %w", err)
 	}
-	ev := evidenceCheck{src: src, policy: p, base: base, add: add, devices: map[string][]broadcast.Device{}}
+	ev := evidenceCheck{src: src, policy: p, base: base, head: asrunHead, add: add, devices: map[string][]broadcast.Device{}}
 	err = src.EachAiring(func(c broadcast.AiringCheck) error {
 		if c.Airing == nil {
 			// RecordHashes named it already: its hash cannot match.
@@ -140,6 +145,86 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 	return res, nil
 }
 
+type recorded struct {
+	hash broadcast.Hash
+	op   uint64
+}
+
+// lastRecorded notes, for each record, the hash the last operations-log
+// entry after after and up to upto recorded.
+func lastRecorded(src RecordSource, after, upto uint64, last map[string]recorded) error {
+	err := src.Ops(after, func(o broadcast.OpEntry) error {
+		if o.Seq > upto {
+			return errBeyondHead
+		}
+		for _, r := range o.Records {
+			last[r.Key] = recorded{r.Hash, o.Seq}
+		}
+		return nil
+	})
+	if errors.Is(err, errBeyondHead) {
+		return nil
+	}
+	return err
+}
+
+// recheck judges the records that did not match the operations log up to
+// opHead, with every entry logged since and the records as they are now:
+// a change made while verification read is in the same transaction as its
+// entry, so what still does not match was changed outside loaxa.
+func recheck(src RecordSource, suspects []string, add func(record string, entry uint64, format string, args ...any)) error {
+	slices.Sort(suspects)
+	// Between reading the log and reading a record, the record may change
+	// again: a few rounds let such a record settle.
+	for range 2 {
+		var still []string
+		err := recheckOnce(src, suspects, func(record string, _ uint64, _ string, _ ...any) { still = append(still, record) })
+		if err != nil || len(still) == 0 {
+			return err
+		}
+		suspects = still
+	}
+	return recheckOnce(src, suspects, add)
+}
+
+func recheckOnce(src RecordSource, suspects []string, add func(record string, entry uint64, format string, args ...any)) error {
+	if len(suspects) == 0 {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, k := range suspects {
+		want[k] = true
+	}
+	last := map[string]recorded{}
+	err := src.Ops(0, func(o broadcast.OpEntry) error {
+		for _, r := range o.Records {
+			if want[r.Key] {
+				last[r.Key] = recorded{r.Hash, o.Seq}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range suspects {
+		h, held, err := src.RecordHash(k)
+		if err != nil {
+			return err
+		}
+		l, ok := last[k]
+		switch {
+		case held && !ok:
+			add(k, 0, "no operations-log entry accounts for this record: it was written outside loaxa")
+		case held && l.hash != h:
+			add(k, l.op, "the record differs from what operations-log entry %d recorded: it was changed outside loaxa", l.op)
+		case !held && ok:
+			add(k, l.op, "operations-log entry %d recorded this record, but the file no longer holds it", l.op)
+		}
+	}
+	return nil
+}
+
 // citation folds a set of as-run entries, so that two sets can be compared
 // without keeping them: the entries the log holds for an airing and the
 // entries the airing cites.
@@ -163,12 +248,15 @@ func (c *citation) add(seq uint64) {
 // clock skew must be marked future, and one marked future must claim a
 // moment past its receipt. (Lowering policy.clock_skew makes entries
 // logged under the wider allowance show here.)
-func citedByLog(ctx context.Context, src RecordSource, base uint64, p broadcast.Policy, bad func(seq uint64, format string, args ...any)) (map[string]citation, error) {
+func citedByLog(ctx context.Context, src RecordSource, base, head uint64, p broadcast.Policy, bad func(seq uint64, format string, args ...any)) (map[string]citation, error) {
 	cited := map[string]citation{}
 	n := 0
 	strict := p
 	strict.ClockSkew = 0
 	err := src.AsRun(base, func(e broadcast.AsRunEntry) error {
+		if e.Seq > head {
+			return errBeyondHead
+		}
 		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -190,6 +278,9 @@ func citedByLog(ctx context.Context, src RecordSource, base uint64, p broadcast.
 		cited[e.Airing] = c
 		return nil
 	})
+	if errors.Is(err, errBeyondHead) {
+		err = nil
+	}
 	return cited, err
 }
 
@@ -197,7 +288,8 @@ func citedByLog(ctx context.Context, src RecordSource, base uint64, p broadcast.
 type evidenceCheck struct {
 	src     RecordSource
 	policy  broadcast.Policy
-	base    uint64
+	base    uint64 // the last purged as-run entry
+	head    uint64 // the as-run log's last entry when verification began
 	add     func(record string, entry uint64, format string, args ...any)
 	devices map[string][]broadcast.Device // by station
 }
@@ -211,6 +303,12 @@ func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
 			continue
 		}
 		for _, r := range d.Events {
+			if r.Entry > c.head {
+				// Logged while verification read: the airing has moved
+				// on from the log it was compared with. The next
+				// verification judges it.
+				return nil
+			}
 			if r.Entry > c.base { // purged entries are no longer there to cite
 				refs.add(r.Entry)
 				seqs = append(seqs, r.Entry)

@@ -113,11 +113,21 @@ const (
 	ReasonPlayedAfterCancel = "played_after_cancel"
 )
 
-// Cancel marks the airing cancelled at at, for why.
+// Cancel marks the airing cancelled at at, for why. A play already
+// reported that claims to have started at or after the cancellation (a
+// device whose clock runs ahead, within the skew allowance) no longer
+// counts either: whether a play counts depends on the times it claims, not
+// on whether its report or the cancellation reached the daemon first, so
+// that a verifier replaying the log reaches the same verdicts.
 func (a *Airing) Cancel(at time.Time, why string) {
 	a.Status, a.Reason, a.UpdatedAt = StatusCancelled, why, at
 	if a.CancelledAt.IsZero() {
 		a.CancelledAt = at
+	}
+	for _, d := range a.Devices {
+		if d != nil && d.Status == StatusAired && !d.StartedAt.Before(a.CancelledAt) {
+			d.Status, d.Reason = StatusCancelled, ReasonPlayedAfterCancel
+		}
 	}
 }
 

@@ -165,6 +165,40 @@ func (s *Store) RecordHashes(fn func(broadcast.RecordHash) error) error {
 	return nil
 }
 
+// RecordHash is the current content hash of the record with key
+// ("programme/01J…"), and whether the file holds it.
+func (s *Store) RecordHash(key string) (broadcast.Hash, bool, error) {
+	kind, id := broadcast.SplitRecordKey(key)
+	var (
+		h  broadcast.Hash
+		ok bool
+	)
+	err := s.view(func(tx *bolt.Tx) error {
+		var k, v []byte
+		switch kind {
+		case broadcast.RecordAiring:
+			if k = airingKey(tx, id); k != nil {
+				v = tx.Bucket(bktAirDue).Get(k)
+			}
+		default:
+			for _, c := range coveredBuckets {
+				if c.kind == kind {
+					k = []byte(id)
+					v = tx.Bucket(c.bucket).Get(k)
+				}
+			}
+		}
+		if v != nil {
+			h, ok = recordHash(kind, k, v).Hash, true
+		}
+		return nil
+	})
+	if err != nil {
+		return h, false, fmt.Errorf("record %s: %w", key, err)
+	}
+	return h, ok, nil
+}
+
 func recordHash(kind string, k, v []byte) broadcast.RecordHash {
 	if kind != broadcast.RecordAiring {
 		return broadcast.RecordHash{Key: broadcast.RecordKey(kind, string(k)), Hash: broadcast.HashRecord(kind, string(k), v)}

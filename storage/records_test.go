@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -336,4 +337,42 @@ func BenchmarkVerifyRecords(b *testing.B) {
 	b.ReportMetric(records.Seconds()/float64(b.N), "s-records")
 	b.ReportMetric(n/(logs+records).Seconds()/(ref/float64(b.N)), "x-allcores-whole")
 	b.ReportMetric(n/logs.Seconds()/(ref/float64(b.N)), "x-allcores-logs")
+}
+
+// Verification reads while the daemon writes: plans, cancellations and
+// events committed meanwhile are not taken for tampering.
+func TestVerifyRecordsWhileWriting(t *testing.T) {
+	s, devs := recordsStore(t)
+	prog, err := s.Programme("p1")
+	must(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var written atomic.Int64
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil; i++ {
+			written.Store(int64(i))
+			a := airing(fmt.Sprintf("w%d", i), "38001", "p1", t0.Add(time.Duration(i+3)*time.Hour))
+			a.Audio = prog.Audio
+			if err := s.PutAirings(ctx, []*broadcast.Airing{a}, nil); err != nil {
+				return
+			}
+			if _, err := s.AppendEvent(ctx, played(t, devs[i%2], a, uint64(100+i/2), a.End().Add(time.Second))); err != nil {
+				return
+			}
+			_, _ = s.UpdateAiring(ctx, a.ID, func(a *broadcast.Airing) error { a.Cancel(t0, "test"); return nil }, nil)
+		}
+	}()
+	// Until the writer has done 50 rounds, however fast either side runs.
+	for rounds := 0; rounds < 5 || written.Load() < 50; rounds++ {
+		if res := verifyRecords(t, s); len(res.Problems) > 0 {
+			t.Errorf("while writing: %+v", res.Problems)
+			break
+		}
+	}
+	stop()
+	<-done
+	if res := verifyRecords(t, s); len(res.Problems) > 0 || res.Airings < 50 {
+		t.Errorf("after: %+v", res)
+	}
 }
