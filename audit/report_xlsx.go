@@ -153,6 +153,17 @@ func (s *xlsxSheet) put(from int, cells []any, height float64) error {
 	if height > 0 {
 		opts = append(opts, excelize.RowOpts{Height: height})
 	}
+	for i, c := range cells {
+		switch v := c.(type) {
+		case string:
+			cells[i] = SafeCell(v)
+		case excelize.Cell:
+			if t, ok := v.Value.(string); ok {
+				v.Value = SafeCell(t)
+				cells[i] = v
+			}
+		}
+	}
 	if err := s.sw.SetRow(s.cell(from, s.row), cells, opts...); err != nil {
 		return fmt.Errorf("row %d: %w", s.row, err)
 	}
