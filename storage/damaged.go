@@ -20,8 +20,8 @@ var ErrDamaged = errors.New("the database file is damaged")
 
 // damaged is the error Open returns for a damaged file at path.
 func damaged(path, why string) error {
-	return fmt.Errorf("open %s: %w (%s): stop loaxad, move this file aside, put the loaxa.db of the last backup "+
-		"(the tar of GET /api/v1/backup or `loaxa backup`) in its place with its blobs/, and start again", path, ErrDamaged, why)
+	return fmt.Errorf("open %s: %w (%s); restore the last backup: move this file aside, put the loaxa.db of the last backup "+
+		"(the tar written by `loaxa backup` or GET /api/v1/backup) in its place, with the backup's blobs/, and start loaxad again", path, ErrDamaged, why)
 }
 
 // bbolt's meta page, as laid out on disk (go.etcd.io/bbolt/internal/common):
