@@ -39,9 +39,14 @@ const (
 )
 
 type boltMeta struct {
-	pageSize  uint32
-	hwm, txid uint64
+	pageSize       uint32
+	root, freelist uint64
+	hwm, txid      uint64
 }
+
+// noFreelist is the freelist pgid of a file whose freelist is not synced
+// (Options.NoFreelistSync).
+const noFreelist = ^uint64(0)
 
 // parseMeta reads one meta page; ok is false when its magic, version or
 // checksum is wrong.
@@ -59,7 +64,8 @@ func parseMeta(b []byte) (boltMeta, bool) {
 	if h.Sum64() != le.Uint64(b[metaChecksumOff:]) {
 		return boltMeta{}, false
 	}
-	return boltMeta{pageSize: le.Uint32(m[8:]), hwm: le.Uint64(b[metaHWMOff:]), txid: le.Uint64(b[metaTxidOff:])}, true
+	return boltMeta{pageSize: le.Uint32(m[8:]), root: le.Uint64(m[16:]), freelist: le.Uint64(m[32:]),
+		hwm: le.Uint64(b[metaHWMOff:]), txid: le.Uint64(b[metaTxidOff:])}, true
 }
 
 // checkFile looks at a bbolt file before bbolt does. bbolt trusts its meta
@@ -120,8 +126,15 @@ func checkFile(path string) error {
 	case best.pageSize == 0:
 		return damaged(path, "its header gives a page size of 0")
 	}
-	if need := int64(best.hwm) * int64(best.pageSize); need > size || best.hwm > uint64(1<<62)/uint64(best.pageSize) {
+	if best.hwm > uint64(1<<62)/uint64(best.pageSize) {
+		return damaged(path, fmt.Sprintf("its header (transaction %d) claims %d pages", best.txid, best.hwm))
+	}
+	if need := int64(best.hwm) * int64(best.pageSize); need > size {
 		return damaged(path, fmt.Sprintf("cut short: it holds %d bytes but its header (transaction %d) says %d", size, best.txid, need))
+	}
+	// Every page bbolt starts from must be inside the file too.
+	if best.root < 2 || best.root >= best.hwm || (best.freelist != noFreelist && (best.freelist < 2 || best.freelist >= best.hwm)) {
+		return damaged(path, fmt.Sprintf("its header (transaction %d) points at pages %d and %d of %d", best.txid, best.root, best.freelist, best.hwm))
 	}
 	return nil
 }
