@@ -25,10 +25,13 @@ func closedStore(t *testing.T) string {
 
 func TestOpenRefusesADamagedFile(t *testing.T) {
 	for name, damage := range map[string]func(path string, b []byte) error{
-		"cut in half":      func(p string, b []byte) error { return os.Truncate(p, int64(len(b)/2)) },
-		"cut to one page":  func(p string, b []byte) error { return os.Truncate(p, 4096) },
-		"overwritten":      func(p string, b []byte) error { return os.WriteFile(p, bytes.Repeat([]byte("x"), len(b)), 0o600) },
-		"both metas wiped": func(p string, b []byte) error { copy(b[:2*4096], make([]byte, 2*4096)); return os.WriteFile(p, b, 0o600) },
+		"cut in half":     func(p string, b []byte) error { return os.Truncate(p, int64(len(b)/2)) },
+		"cut to one page": func(p string, b []byte) error { return os.Truncate(p, 4096) },
+		"overwritten":     func(p string, b []byte) error { return os.WriteFile(p, bytes.Repeat([]byte("x"), len(b)), 0o600) },
+		"both metas wiped": func(p string, b []byte) error {
+			copy(b[:2*4096], make([]byte, 2*4096))
+			return os.WriteFile(p, b, 0o600)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := closedStore(t)
