@@ -323,6 +323,29 @@ func secAudioHeaders(t *testing.T) {
 			}
 		}
 	}
+	// The emergency audio awaiting its second confirmation is not probed;
+	// it was served with the Content-Type its uploader's browser claimed.
+	lan.get("/emergency")
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("csrf", lan.csrf())
+	_ = mw.WriteField("unit", "380")
+	_ = mw.WriteField("title", "Bão số 3")
+	_ = mw.WriteField("confirm1", "yes")
+	hdr := make(map[string][]string)
+	hdr["Content-Disposition"] = []string{`form-data; name="audio"; filename="page.html"`}
+	hdr["Content-Type"] = []string{"text/html"}
+	pw, _ := mw.CreatePart(hdr)
+	_, _ = pw.Write([]byte(`<html><meta http-equiv="refresh" content="0;url=https://evil.example/"></html>`))
+	_ = mw.Close()
+	if a := lan.do("POST", "/emergency", &buf, mw.FormDataContentType()); a.status != http.StatusOK {
+		t.Fatalf("emergency, first confirmation: %d %.1000s", a.status, a.body)
+	}
+	a := lan.get("/emergency/pending/audio")
+	if h := a.header; a.status != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "audio/") || h.Get("X-Content-Type-Options") != "nosniff" ||
+		!strings.HasPrefix(h.Get("Content-Security-Policy"), "sandbox") {
+		t.Fatalf("pending emergency audio: %d, headers %v", a.status, h)
+	}
 }
 
 // secOpenRedirect: safeNext let "/\t/evil.example" through; browsers drop
