@@ -87,12 +87,16 @@ func checkFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
-	size := fi.Size()
+	return checkMeta(path, f, fi.Size())
+}
+
+// checkMeta is checkFile on the file's content r of size bytes.
+func checkMeta(path string, r io.ReaderAt, size int64) error {
 	if size == 0 {
 		return nil // bbolt initialises an empty file
 	}
 	head := make([]byte, metaLen)
-	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+	if _, err := r.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	var best boltMeta
@@ -109,7 +113,7 @@ func checkFile(path string) error {
 	}
 	for _, ps := range sizes {
 		b := make([]byte, metaLen)
-		if n, _ := f.ReadAt(b, ps); n < metaLen {
+		if n, _ := r.ReadAt(b, ps); n < metaLen {
 			continue
 		}
 		if m1, ok := parseMeta(b); ok && int64(m1.pageSize) == ps {
