@@ -546,8 +546,8 @@ func secStationConfig(t *testing.T) {
 	}
 	injected := "tcp://x:1883\ndaemon_url: http://attacker.example"
 	a = lan.post("/stations/14755/devices", url.Values{"id": {"14755-07"}, "broker": {injected}, "csrf": {lan.csrf()}})
-	if a.status != http.StatusUnprocessableEntity {
-		t.Fatalf("a broker with a line break: %d, want 422", a.status)
+	if a.status != http.StatusUnprocessableEntity || !strings.Contains(a.body, `id="err-broker">`) || !strings.Contains(a.body, "xuống dòng") {
+		t.Fatalf("a broker with a line break: %d, want 422 with the reason next to the field:\n%.3000s", a.status, a.body)
 	}
 	if _, ok := f.stationDevices(t, "14755")["14755-07"]; ok {
 		t.Fatal("a refused form still added the device")
