@@ -172,7 +172,7 @@ func FuzzSafeNext(f *testing.F) {
 }
 
 func TestStationConfigIsYAML(t *testing.T) {
-	conf, err := stationConfig("14755-01", "s3cr\"et\n", "tcp://x:1883\ndaemon_url: http://attacker.example", "https://loa.example", "loaxa/v1", true)
+	conf, err := stationConfig("14755-01", "s3cr\"et: '", "tcp://x:1883#\"daemon_url: http://attacker.example", "https://loa.example", "loaxa/v1", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +180,11 @@ func TestStationConfigIsYAML(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(conf), &got); err != nil {
 		t.Fatalf("%v\n%s", err, conf)
 	}
-	if got.Broker != "tcp://x:1883\ndaemon_url: http://attacker.example" || got.DaemonURL != "https://loa.example" || got.KeyFile != "device.key" {
+	if got.Broker != "tcp://x:1883#\"daemon_url: http://attacker.example" || got.Secret != "s3cr\"et: '" || got.DaemonURL != "https://loa.example" || got.KeyFile != "device.key" {
 		t.Fatalf("a value broke out of its key:\n%s", conf)
+	}
+	if _, err := stationConfig("14755-01", "s", "tcp://x:1883\ndaemon_url: http://attacker.example", "https://loa.example", "loaxa/v1", false); err == nil {
+		t.Fatal("a broker with a line break was written")
 	}
 }
 

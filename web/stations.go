@@ -208,6 +208,13 @@ type stationFile struct {
 // can add a key. daemonURL is http.public_url, never the request's Host,
 // which whoever sends the request chooses.
 func stationConfig(id, secret, broker, daemonURL, topicRoot string, signed bool) (string, error) {
+	// None of these has a use for a control character, and yaml.v3 writes
+	// some (a tab before a line break) as a block it cannot read back.
+	for key, val := range map[string]string{"device": id, "secret": secret, "broker": broker, "daemon_url": daemonURL, "topic_root": topicRoot} {
+		if strings.ContainsFunc(val, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) {
+			return "", fmt.Errorf("web: station config of %q: %s holds a control character", id, key)
+		}
+	}
 	f := stationFile{Device: id, Secret: secret, Broker: broker, DaemonURL: daemonURL, TopicRoot: cmp.Or(topicRoot, "loaxa/v1"),
 		DataDir: "/var/lib/loaxa-station", Player: []string{"mpv", "--no-video", "--really-quiet", "--volume={volume}", "{file}"}, Volume: 80}
 	if signed {
