@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/loaxa/loaxa/audit"
 	"github.com/loaxa/loaxa/broadcast"
+	"github.com/loaxa/loaxa/broadcast/audio"
 )
 
 var errStop = errors.New("stop")
@@ -106,7 +108,7 @@ func (s *Server) asrun(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 			if !match(e) {
 				return nil
 			}
-			_ = cw.Write([]string{strconv.FormatUint(e.Seq, 10), e.ReceivedAt.Format(time.RFC3339Nano), e.Device, e.Station, e.Airing, strconv.FormatUint(e.DeviceSeq, 10), string(e.Event), string(e.Payload), e.PrevHash.String(), e.Hash.String(), e.Unmatched})
+			_ = cw.Write([]string{strconv.FormatUint(e.Seq, 10), e.ReceivedAt.Format(time.RFC3339Nano), audit.SafeCell(e.Device), audit.SafeCell(e.Station), audit.SafeCell(e.Airing), strconv.FormatUint(e.DeviceSeq, 10), string(e.Event), audit.SafeCell(string(e.Payload)), e.PrevHash.String(), e.Hash.String(), audit.SafeCell(e.Unmatched)})
 			if n++; n >= aq.limit {
 				return errStop
 			}
@@ -428,8 +430,20 @@ func (s *Server) audio(w http.ResponseWriter, r *http.Request) {
 		s.error(w, r, err)
 		return
 	}
-	w.Header().Set("ETag", `"`+sha+`"`)
-	w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
+	// The type is the stored audio's, never sniffed: a file that passed
+	// the probe may still hold markup a browser would run (an HTML page
+	// before the first MP3 frame), so it is also marked not to be sniffed
+	// and, opened as a page, sandboxed away from the console's origin.
+	head := make([]byte, 16)
+	n, _ := f.ReadAt(head, 0)
+	ext, ctype := audio.Kind(head[:n])
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": sha + "." + ext}))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("ETag", `"`+sha+`"`)
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/loaxa/loaxa/broadcast"
@@ -81,13 +82,22 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request, fileField st
 	return u, nil
 }
 
+// UploadTempPattern names the files uploads are spooled to in TempDir
+// (os.CreateTemp's pattern): a daemon killed during an upload leaves one,
+// which the daemon removes at its next start.
+const UploadTempPattern = "upload-*"
+
 func (u *upload) spool(part *multipart.Part, dir string) error {
-	f, err := os.CreateTemp(dir, "upload-*")
+	f, err := os.CreateTemp(dir, UploadTempPattern)
 	if err != nil {
 		return fmt.Errorf("spool upload: %w", err)
 	}
 	u.file = f
 	n, err := io.Copy(f, part)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// The server's fault, not the client's: the error handler answers 507.
+		return fmt.Errorf("spool upload to %s: %w", f.Name(), err)
+	}
 	if err != nil {
 		return uploadError(err)
 	}

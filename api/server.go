@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
@@ -338,6 +339,7 @@ var statusOf = map[string]int{
 	broadcast.EUnavailable:  http.StatusServiceUnavailable,
 	broadcast.EInternal:     http.StatusInternalServerError,
 	broadcast.ERateLimited:  http.StatusTooManyRequests,
+	broadcast.ENoSpace:      http.StatusInsufficientStorage,
 }
 
 type errorBody struct {
@@ -358,9 +360,16 @@ func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {
 		body.Error.Code, body.Error.Message, body.Error.Field = e.Code, e.Message, e.Field
 	} else {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			body.Error.Code, body.Error.Message = broadcast.ETooLarge, "the request body is larger than this endpoint takes"
-		} else {
+		case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+			// Whatever was being written was abandoned (a spooled upload
+			// and a temporary blob are removed, a bbolt transaction rolls
+			// back); what was stored before is untouched.
+			s.log.Error("disk full", "method", r.Method, "path", r.URL.Path, "err", err)
+			body.Error.Code, body.Error.Message = broadcast.ENoSpace, "the daemon's disk is full: nothing of this request was kept; free space on the server (or ask its operator to) and try again"
+		default:
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			body.Error.Code, body.Error.Message = broadcast.EInternal, "internal error; the daemon's log has the details"
 		}
@@ -391,6 +400,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 			return err
 		}
 		return broadcast.Errorf(broadcast.EMalformed, "request body: %v", err)
+	}
+	// One JSON value and nothing after it but white space: a second
+	// object (two requests glued together, or a smuggled override) is
+	// refused rather than silently ignored.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return broadcast.Errorf(broadcast.EMalformed, "request body: data after the JSON value (at byte %d); send one JSON object", dec.InputOffset())
 	}
 	return nil
 }

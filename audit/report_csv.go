@@ -38,10 +38,10 @@ func writeReportCSV(w io.Writer, r Report, t *texts) error {
 					}
 					ids.WriteString(a.ID)
 				}
-				rec[0], rec[1], rec[2], rec[3], rec[4], rec[5] = u.Unit.Code, u.Unit.Name, m.Station, m.Name, m.Unit, string(m.Month)
+				rec[0], rec[1], rec[2], rec[3], rec[4], rec[5] = SafeCell(u.Unit.Code), SafeCell(u.Unit.Name), SafeCell(m.Station), SafeCell(m.Name), SafeCell(m.Unit), string(m.Month)
 				rec[6], rec[7], rec[8] = strconv.Itoa(m.Required), strconv.Itoa(m.Aired), strconv.Itoa(m.Pending)
-				rec[9], rec[10] = m.Status, t.statusLabel(m.Status)
-				rec[11], rec[12], rec[13] = strconv.FormatFloat(m.Coverage, 'f', 4, 64), strconv.Itoa(m.Devices), ids.String()
+				rec[9], rec[10] = SafeCell(m.Status), SafeCell(t.statusLabel(m.Status))
+				rec[11], rec[12], rec[13] = strconv.FormatFloat(m.Coverage, 'f', 4, 64), strconv.Itoa(m.Devices), SafeCell(ids.String())
 				if err := cw.Write(rec); err != nil {
 					return err
 				}

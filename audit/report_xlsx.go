@@ -153,10 +153,26 @@ func (s *xlsxSheet) put(from int, cells []any, height float64) error {
 	if height > 0 {
 		opts = append(opts, excelize.RowOpts{Height: height})
 	}
+	safeCells(cells)
 	if err := s.sw.SetRow(s.cell(from, s.row), cells, opts...); err != nil {
 		return fmt.Errorf("row %d: %w", s.row, err)
 	}
 	return nil
+}
+
+// safeCells passes the text cells of a row through SafeCell, in place.
+func safeCells(cells []any) {
+	for i, c := range cells {
+		switch v := c.(type) {
+		case string:
+			cells[i] = SafeCell(v)
+		case excelize.Cell:
+			if t, ok := v.Value.(string); ok {
+				v.Value = SafeCell(t)
+				cells[i] = v
+			}
+		}
+	}
 }
 
 func (s *xlsxSheet) merge(fromCol, toCol, row int) error {
@@ -470,6 +486,7 @@ func writeXLSXDetail(f *excelize.File, sheet string, r Report, t *texts, st xlsx
 				row[8] = excelize.Cell{Value: m.Coverage, StyleID: st.detailPct}
 				row[9] = excelize.Cell{Value: m.Devices, StyleID: st.detailNum}
 				row[10] = excelize.Cell{Value: m.Status, StyleID: st.detailText}
+				safeCells(row)
 				cell, _ := excelize.CoordinatesToCellName(1, n)
 				if err := sw.SetRow(cell, row); err != nil {
 					return fmt.Errorf("row %d: %w", n, err)

@@ -19,6 +19,7 @@ const (
 	EInternal     = "internal"     // 500
 	EUnavailable  = "unavailable"  // a dependency is not ready (503)
 	ERateLimited  = "rate_limited" // too many failed attempts from this client: wait (429, Retry-After)
+	ENoSpace      = "no_space"     // the daemon's disk is full (507)
 )
 
 // Error is an error a person can act on: a code for programs, a sentence for

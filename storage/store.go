@@ -177,6 +177,24 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	var s *Store
+	err := guardOpen(path, func() (err error) {
+		s, err = open(dir, path, opts)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go s.writer()
+	return s, nil
+}
+
+// open is Open after the file was checked; guardOpen catches what bbolt
+// panics on.
+func open(dir, path string, opts Options) (*Store, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		// Without a timeout bbolt waits forever for the flock: a second
 		// loaxad would hang silently instead of saying why.
@@ -197,8 +215,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		NoFreelistSync: true,
 	})
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
+		switch {
+		case errors.Is(err, bolterrors.ErrTimeout):
 			return nil, fmt.Errorf("open %s: %w: waited %s", path, ErrLocked, opts.LockTimeout)
+		case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum), errors.Is(err, bolterrors.ErrVersionMismatch):
+			return nil, damaged(path, err.Error())
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -228,7 +249,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		s.log.Info("removed leftover backup spool files", "files", left)
 	}
-	go s.writer()
+	if removed, err := removeStaleTemps(dir); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	} else if len(removed) > 0 {
+		s.log.Info("removed temporary blobs of uploads cut short by a crash", "files", removed)
+	}
 	return s, nil
 }
 

@@ -132,7 +132,7 @@ type streamWriter struct {
 
 // passHeaders are the API's headers a download keeps.
 var passHeaders = []string{"Content-Type", "Content-Length", "Content-Disposition", "Content-Range",
-	"Accept-Ranges", "ETag", "Last-Modified", "Cache-Control"}
+	"Accept-Ranges", "ETag", "Last-Modified", "Cache-Control", "Content-Security-Policy", "X-Content-Type-Options"}
 
 func (sw *streamWriter) Header() http.Header { return sw.header }
 func (sw *streamWriter) WriteHeader(code int) {

@@ -12,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/loaxa/loaxa/broadcast/audio"
 )
 
 // maxEmergencyAudio bounds an announcement held between the two
@@ -62,7 +64,7 @@ func (s *Server) emergencyPrepare(w http.ResponseWriter, r *http.Request, ss *se
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxEmergencyAudio+1<<20)
-	p, fields, units, err := readEmergency(r, ss.csrf)
+	p, fields, units, err := readEmergency(r, ss.csrf, s.opts.TempDir)
 	if errors.Is(err, errCSRF) {
 		s.refuse(w, r, ss, http.StatusForbidden, "csrf.refused")
 		return
@@ -110,7 +112,7 @@ func (s *Server) emergencyPrepare(w http.ResponseWriter, r *http.Request, ss *se
 
 // readEmergency reads the emergency form: the CSRF token first, then the
 // fields, the chosen units and the audio, spooled to a temporary file.
-func readEmergency(r *http.Request, csrf string) (*pendingEmergency, map[string]string, []string, error) {
+func readEmergency(r *http.Request, csrf, tempDir string) (*pendingEmergency, map[string]string, []string, error) {
 	p := &pendingEmergency{}
 	fields := map[string]string{}
 	var units []string
@@ -132,7 +134,7 @@ func readEmergency(r *http.Request, csrf string) (*pendingEmergency, map[string]
 			return p, fields, units, errCSRF
 		}
 		if name == "audio" && part.FileName() != "" {
-			f, err := os.CreateTemp("", "loaxa-emergency-*")
+			f, err := os.CreateTemp(tempDir, EmergencyTempPattern)
 			if err != nil {
 				return p, fields, units, fmt.Errorf("spool emergency audio: %w", err)
 			}
@@ -167,6 +169,11 @@ func readEmergency(r *http.Request, csrf string) (*pendingEmergency, map[string]
 	return p, fields, units, nil
 }
 
+// EmergencyTempPattern names the files that hold emergency audio between
+// its two confirmations (os.CreateTemp's pattern); a daemon killed meanwhile
+// leaves them, and removes them at its next start.
+const EmergencyTempPattern = "loaxa-emergency-*"
+
 // emergencyPendingAudio lets the operator hear what is about to go out.
 func (s *Server) emergencyPendingAudio(w http.ResponseWriter, r *http.Request, ss *session) {
 	ss.mu.Lock()
@@ -182,10 +189,18 @@ func (s *Server) emergencyPendingAudio(w http.ResponseWriter, r *http.Request, s
 		return
 	}
 	defer f.Close()
-	if p.ctype != "" {
-		w.Header().Set("Content-Type", p.ctype)
-	}
-	w.Header().Set("Cache-Control", "no-store")
+	// Not the browser's word for the file (p.ctype), which an uploader
+	// chooses: the type of the audio it starts like, never sniffed, and
+	// sandboxed should it be opened as a page (see api's audio).
+	head := make([]byte, 16)
+	n, _ := f.ReadAt(head, 0)
+	ext, ctype := audio.Kind(head[:n])
+	h := w.Header()
+	h.Set("Content-Type", ctype)
+	h.Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": "emergency." + ext}))
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("Cache-Control", "no-store")
 	http.ServeContent(w, r, "", p.at, f)
 }
 

@@ -1,12 +1,18 @@
 package web
 
 import (
+	"bytes"
+	"mime/multipart"
+	"net/url"
 	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func TestCatalogueKeys(t *testing.T) {
@@ -132,11 +138,124 @@ func TestSafeNext(t *testing.T) {
 		"//evil.example/":           "/",
 		"/\\evil.example":           "/",
 		"/a\r\nSet-Cookie: x":       "/",
+		"/\t/evil.example":          "/",
+		"/\x00/evil.example":        "/",
+		"/\u0085/evil.example":      "/",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzSafeNext: whatever a link carries as next, the redirect stays on
+// this origin once a browser has cleaned it (dropped tabs and newlines,
+// read backslashes as slashes).
+func FuzzSafeNext(f *testing.F) {
+	for _, s := range []string{"/", "/schedule?month=2026-12", "/\t/evil.example", "//x", "/\\x", "https://x/", "/%2F%2Fx", "/a/../b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := safeNext(s)
+		if got != "/" && got != s {
+			t.Fatalf("safeNext(%q) = %q: neither the input nor /", s, got)
+		}
+		cleaned := strings.NewReplacer("\t", "", "\n", "", "\r", "", "\\", "/").Replace(got)
+		u, err := url.Parse(cleaned)
+		if err != nil || u.Host != "" || u.Scheme != "" || !strings.HasPrefix(cleaned, "/") || strings.HasPrefix(cleaned, "//") {
+			t.Fatalf("safeNext(%q) = %q, which a browser reads as %q: off this origin (%v)", s, got, cleaned, err)
+		}
+		if strings.ContainsFunc(got, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Fatalf("safeNext(%q) = %q keeps a control character", s, got)
+		}
+	})
+}
+
+func TestStationConfigIsYAML(t *testing.T) {
+	conf, err := stationConfig("14755-01", "s3cr\"et: '", "tcp://x:1883#\"daemon_url: http://attacker.example", "https://loa.example", "loaxa/v1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got stationFile
+	if err := yaml.Unmarshal([]byte(conf), &got); err != nil {
+		t.Fatalf("%v\n%s", err, conf)
+	}
+	if got.Broker != "tcp://x:1883#\"daemon_url: http://attacker.example" || got.Secret != "s3cr\"et: '" || got.DaemonURL != "https://loa.example" || got.KeyFile != "device.key" {
+		t.Fatalf("a value broke out of its key:\n%s", conf)
+	}
+	if _, err := stationConfig("14755-01", "s", "tcp://x:1883\ndaemon_url: http://attacker.example", "https://loa.example", "loaxa/v1", false); err == nil {
+		t.Fatal("a broker with a line break was written")
+	}
+}
+
+// FuzzStationConfig: no value the console puts in a station's config,
+// whatever it holds, adds or changes a key; and validBroker takes only one
+// URL of a scheme the station knows.
+func FuzzStationConfig(f *testing.F) {
+	f.Add("14755-01", "secret", "tcp://10.0.0.1:1883", "https://loa.example")
+	f.Add("x", "y", "tcp://x:1883\ndaemon_url: http://attacker.example", "http://h")
+	f.Add("- a", "'\"", "ssl://[::1]:8883", "")
+	f.Fuzz(func(t *testing.T, id, secret, broker, daemonURL string) {
+		if !utf8.ValidString(id + secret + broker + daemonURL) {
+			return // the form's values are UTF-8 by the time they get here
+		}
+		conf, err := stationConfig(id, secret, broker, daemonURL, "loaxa/v1", false)
+		if err != nil {
+			return
+		}
+		var keys map[string]any
+		if err := yaml.Unmarshal([]byte(conf), &keys); err != nil {
+			t.Fatalf("not YAML: %v\n%s", err, conf)
+		}
+		if len(keys) != 8 {
+			t.Fatalf("%d keys, want 8:\n%s", len(keys), conf)
+		}
+		var got stationFile
+		if err := yaml.Unmarshal([]byte(conf), &got); err != nil || got.Device != id || got.Secret != secret || got.Broker != broker || got.DaemonURL != daemonURL {
+			t.Fatalf("values changed on the way (%v):\n%s", err, conf)
+		}
+		if validBroker(broker) {
+			u, err := url.Parse(broker)
+			if err != nil || u.Host == "" || strings.ContainsAny(broker, " \t\r\n") {
+				t.Fatalf("validBroker took %q", broker)
+			}
+		}
+	})
+}
+
+// FuzzCopyParts: the console's re-encoding of an upload form, whatever the
+// browser (or a forger) sent: nothing is forwarded before the right CSRF
+// token, and a form without it is refused.
+func FuzzCopyParts(f *testing.F) {
+	const want = "the-token"
+	f.Add([]byte("--B\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nthe-token\r\n--B\r\nContent-Disposition: form-data; name=\"audio\"; filename=\"a.mp3\"\r\n\r\nxyz\r\n--B--\r\n"), "")
+	f.Add([]byte("--B\r\nContent-Disposition: form-data; name=\"unit\"\r\n\r\n380\r\n--B--\r\n"), "")
+	f.Add([]byte("--B\r\nContent-Disposition: form-data; name=\"unit\"\r\n\r\n380\r\n--B--\r\n"), want)
+	f.Fuzz(func(t *testing.T, body []byte, header string) {
+		var out bytes.Buffer
+		mw := multipart.NewWriter(&out)
+		fields := map[string]string{}
+		err := copyParts(multipart.NewReader(bytes.NewReader(body), "B"), mw, want, header, fields)
+		_ = mw.Close()
+		if err != nil {
+			return
+		}
+		// Accepted: the token came in the header or as a csrf part.
+		if header != want && !bytes.Contains(body, []byte(want)) {
+			t.Fatalf("a form without the token was forwarded (header %q)", header)
+		}
+		// What was forwarded parses, and holds no csrf part.
+		r := multipart.NewReader(&out, mw.Boundary())
+		for {
+			p, err := r.NextPart()
+			if err != nil {
+				break
+			}
+			if p.FormName() == csrfField {
+				t.Fatal("the CSRF token was forwarded to the API")
+			}
+		}
+	})
 }
 
 func TestCalendarStartsOnMonday(t *testing.T) {

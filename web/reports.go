@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/loaxa/loaxa/broadcast"
 )
 
 // validPeriod checks a report period as the API takes it: a month
@@ -17,7 +19,7 @@ func validPeriod(p string) bool {
 		return false
 	}
 	y, err := strconv.Atoi(p[:4])
-	if err != nil || y < 2000 || y > 2200 || p[0] == '+' || p[0] == '-' {
+	if err != nil || y < broadcast.MinYear || y > broadcast.MaxYear || p[0] == '+' || p[0] == '-' {
 		return false
 	}
 	switch rest := p[4:]; {

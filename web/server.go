@@ -38,6 +38,19 @@ type Options struct {
 	// SessionIdle ends a session unused this long; default 12 h, a working
 	// day at a commune office.
 	SessionIdle time.Duration
+	// PublicURL is http.public_url: where stations reach the daemon (the
+	// daemon_url of the station config the console writes), and, when it
+	// is https, the reason cookies are Secure behind a TLS-ending proxy.
+	PublicURL string
+	// Broker is the MQTT broker URL stations connect to, for the station
+	// config; empty leaves the field for the operator to fill.
+	Broker string
+	// TopicRoot is mqtt.topic_root, for the station config; default loaxa/v1.
+	TopicRoot string
+	// TempDir holds emergency audio between its two confirmations; it
+	// should be the data directory, whose stale files the daemon removes at
+	// start. Default: the system's.
+	TempDir string
 }
 
 // Server serves the console.
@@ -91,7 +104,13 @@ func (s *Server) EndSessions(tokenID string) {
 }
 
 // Handler serves every page of the console, with its security headers.
-func (s *Server) Handler() http.Handler { return securityHeaders(rememberLang(s.mux)) }
+func (s *Server) Handler() http.Handler {
+	h := securityHeaders(rememberLang(s.mux))
+	if strings.HasPrefix(s.opts.PublicURL, "https://") {
+		h = markSecure(h)
+	}
+	return h
+}
 
 // apiPrefixes are the paths that belong to the API, not to the console.
 var apiPrefixes = []string{"/api/", "/audio/", "/healthz", "/readyz", "/metrics"}
@@ -121,7 +140,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /overview/live", s.signedIn(overviewLive))
 
 	s.mux.HandleFunc("GET /programmes", s.signedIn(s.programmes))
-	s.mux.HandleFunc("POST /programmes", s.signedIn(s.uploadProgramme))
+	s.mux.HandleFunc("POST /programmes", s.signedInStream(s.uploadProgramme))
 	s.mux.HandleFunc("GET /programmes/{id}", s.signedIn(s.programme))
 	s.mux.HandleFunc("POST /programmes/{id}/approve", s.signedIn(s.programmeAction("approve")))
 	s.mux.HandleFunc("POST /programmes/{id}/withdraw", s.signedIn(s.programmeAction("withdraw")))
@@ -138,7 +157,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /devices/{id}/disable", s.signedIn(s.disableDevice))
 
 	s.mux.HandleFunc("GET /emergency", s.signedIn(s.emergencyForm))
-	s.mux.HandleFunc("POST /emergency", s.signedIn(s.emergencyPrepare))
+	s.mux.HandleFunc("POST /emergency", s.signedInStream(s.emergencyPrepare))
 	s.mux.HandleFunc("POST /emergency/confirm", s.signedIn(s.emergencyConfirm))
 	s.mux.HandleFunc("GET /emergency/pending/audio", s.signedIn(s.emergencyPendingAudio))
 	emergencyLive, emergencyLivePart := s.livePage("emergency.live.title", "emergency_live", s.emergencyLiveData)

@@ -1,11 +1,13 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"mime"
 	"net/http"
 	"net/url"
 	"os"
@@ -194,18 +196,50 @@ func sameToken(a, b string) bool {
 }
 
 // setCookie sets a console cookie: HttpOnly, SameSite=Strict (a link from
-// another site arrives signed out), Secure when the request came over TLS.
+// another site arrives signed out), Secure when the browser reaches the
+// console over TLS (secureRequest).
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: maxAge})
+		SameSite: http.SameSiteStrictMode, Secure: secureRequest(r), MaxAge: maxAge})
+}
+
+type secureKey struct{}
+
+// secureRequest reports whether the browser reached the console over TLS:
+// the connection is TLS, or http.public_url is https (TLS ended at a proxy
+// in front, which the daemon then sees as plain HTTP).
+func secureRequest(r *http.Request) bool {
+	on, _ := r.Context().Value(secureKey{}).(bool)
+	return on || r.TLS != nil
+}
+
+// markSecure tells secureRequest that every request arrived over TLS.
+func markSecure(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), secureKey{}, true)))
+	})
 }
 
 // handler is a console page that needs a signed-in session.
 type handler func(w http.ResponseWriter, r *http.Request, ss *session)
 
 // signedIn admits requests of a live session, sends others to the sign-in
-// page, and checks the CSRF token of every POST before the handler runs.
+// page, and checks the CSRF token of every request that may change
+// something (any method but GET and HEAD, whatever its content type) before
+// the handler runs.
 func (s *Server) signedIn(h handler) http.HandlerFunc {
+	return s.session(h, false)
+}
+
+// signedInStream is signedIn for the two upload forms, which stream a
+// multipart body too large to parse before the handler: the CSRF token
+// comes in the X-CSRF-Token header or as the form's first field, and the
+// handler (copyParts, readEmergency) refuses every part before it.
+func (s *Server) signedInStream(h handler) http.HandlerFunc {
+	return s.session(h, true)
+}
+
+func (s *Server) session(h handler, streams bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var ss *session
 		if c, err := r.Cookie(sessionCookie); err == nil {
@@ -219,18 +253,30 @@ func (s *Server) signedIn(h handler) http.HandlerFunc {
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
-		// Multipart uploads carry the token in their first part (or the
-		// header); the upload handlers check it as they stream.
-		if r.Method == http.MethodPost && !isMultipart(r) && !sameToken(csrfOf(r), ss.csrf) {
-			s.refuse(w, r, ss, http.StatusForbidden, "csrf.refused")
-			return
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			switch {
+			case streams && isMultipart(r):
+				// Checked by the handler as it streams.
+			default:
+				// Forms are small; a multipart one is parsed whole here,
+				// so its csrf field counts like a urlencoded one's.
+				r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+				if !sameToken(csrfOf(r), ss.csrf) {
+					s.refuse(w, r, ss, http.StatusForbidden, "csrf.refused")
+					return
+				}
+			}
 		}
 		h(w, r, ss)
 	}
 }
 
+// maxFormBody bounds the forms that are not uploads.
+const maxFormBody = 1 << 20
+
 func isMultipart(r *http.Request) bool {
-	return strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data")
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && mt == "multipart/form-data"
 }
 
 func csrfOf(r *http.Request) string {
@@ -319,9 +365,25 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// safeNext keeps a post-sign-in redirect on this site.
+// safeNext keeps a post-sign-in redirect on this site: a path (one slash,
+// then not another slash or a backslash, which browsers read as a second
+// slash) with no control character anywhere (browsers drop tabs and
+// newlines from URLs, so "/\t/evil.example" would become "//evil.example")
+// and no scheme or host once parsed. Anything else goes to the overview.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if !strings.HasPrefix(next, "/") || len(next) > 2048 {
+		return "/"
+	}
+	for _, c := range next {
+		if c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == '\\' {
+			return "/"
+		}
+	}
+	if strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return "/"
 	}
 	return next

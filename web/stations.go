@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"html"
 	"html/template"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 
 	qrcode "github.com/skip2/go-qrcode"
+	"go.yaml.in/yaml/v3"
 )
 
 type unitsData struct {
@@ -110,7 +110,7 @@ func (s *Server) renderStation(w http.ResponseWriter, r *http.Request, ss *sessi
 		d.Devices = append(d.Devices, deviceView{dev, states[dev.ID]})
 	}
 	d.NextID = fmt.Sprintf("%s-%02d", d.St.ID, len(d.St.Devices)+1)
-	d.DaemonURL, d.Broker = origins(r)
+	d.DaemonURL, d.Broker = s.opts.PublicURL, s.opts.Broker
 	v.Form["id"], v.Form["broker"] = d.NextID, d.Broker
 	for k, val := range form {
 		v.Form[k] = val
@@ -122,23 +122,22 @@ func (s *Server) renderStation(w http.ResponseWriter, r *http.Request, ss *sessi
 	s.render(w, status, "station", v)
 }
 
-// origins guesses, from the request, the daemon's URL and its MQTT broker
-// (the embedded one's default port on the same host), to prefill the
-// technician's configuration; the operator can change the broker.
-func origins(r *http.Request) (daemonURL, broker string) {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+// validBroker checks the broker an operator typed for a station config:
+// one URL of a scheme loaxa-station takes, with a host and nothing else (a
+// line break would start a new key in the YAML a naive writer produced).
+func validBroker(b string) bool {
+	if b == "" || len(b) > 512 || strings.ContainsFunc(b, func(r rune) bool { return r <= ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) }) {
+		return false
 	}
-	host := r.Host
-	h, _, err := net.SplitHostPort(host)
-	if err != nil {
-		h = host
+	u, err := url.Parse(b)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/" && u.Scheme != "ws" && u.Scheme != "wss") {
+		return false
 	}
-	if strings.Contains(h, ":") {
-		h = "[" + h + "]"
+	switch u.Scheme {
+	case "tcp", "ssl", "mqtt", "mqtts", "ws", "wss":
+		return true
 	}
-	return scheme + "://" + host, "tcp://" + h + ":1883"
+	return false
 }
 
 type deviceAdded struct {
@@ -150,6 +149,12 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, ss *session) 
 	stID := r.PathValue("id")
 	form := map[string]string{"id": strings.TrimSpace(r.PostFormValue("id")), "public_key": strings.TrimSpace(r.PostFormValue("public_key")),
 		"broker": strings.TrimSpace(r.PostFormValue("broker"))}
+	if form["broker"] != "" && !validBroker(form["broker"]) {
+		v := s.view(r, ss, "station.title")
+		s.renderStation(w, r, ss, http.StatusUnprocessableEntity,
+			&apiError{Status: http.StatusUnprocessableEntity, Code: "invalid", Field: "broker", Message: v.T("dev.broker.bad")}, form)
+		return
+	}
 	var out struct{ ID, Station, Secret string }
 	err := s.send(r, ss, http.MethodPost, "/api/v1/stations/"+url.PathEscape(stID)+"/devices",
 		map[string]string{"id": form["id"], "public_key": form["public_key"]}, &out)
@@ -167,9 +172,12 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, ss *session) 
 		s.fail(w, r, ss, err)
 		return
 	}
-	daemonURL, broker := origins(r)
-	d := deviceAdded{ID: out.ID, Station: out.Station, StationName: st.Name, Secret: out.Secret,
-		Config: stationConfig(out.ID, out.Secret, cmp.Or(form["broker"], broker), daemonURL, form["public_key"] != "")}
+	conf, err := stationConfig(out.ID, out.Secret, cmp.Or(form["broker"], s.opts.Broker), s.opts.PublicURL, s.opts.TopicRoot, form["public_key"] != "")
+	if err != nil {
+		s.fail(w, r, ss, err)
+		return
+	}
+	d := deviceAdded{ID: out.ID, Station: out.Station, StationName: st.Name, Secret: out.Secret, Config: conf}
 	v := s.view(r, ss, "device.title")
 	qr, err := qrSVG(d.Config, v.T("device.qr"))
 	if err != nil {
@@ -181,16 +189,47 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request, ss *session) 
 	s.render(w, http.StatusCreated, "device", v)
 }
 
-// stationConfig is loaxa-station's --config file for a new device
-// (cmd/loaxa-station/station.example.yaml).
-func stationConfig(id, secret, broker, daemonURL string, signed bool) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "device: %s\nsecret: %q\nbroker: %s\ndaemon_url: %s\ntopic_root: loaxa/v1\n", id, secret, broker, daemonURL)
-	if signed {
-		b.WriteString("key_file: device.key\n")
+// stationFile is loaxa-station's --config file for a new device
+// (cmd/loaxa-station/station.example.yaml), in its keys' order.
+type stationFile struct {
+	Device    string   `yaml:"device"`
+	Secret    string   `yaml:"secret"`
+	Broker    string   `yaml:"broker"`
+	DaemonURL string   `yaml:"daemon_url"`
+	TopicRoot string   `yaml:"topic_root"`
+	KeyFile   string   `yaml:"key_file,omitempty"`
+	DataDir   string   `yaml:"data_dir"`
+	Player    []string `yaml:"player,flow"`
+	Volume    int      `yaml:"volume"`
+}
+
+// stationConfig writes the file with a YAML encoder: every value is
+// quoted as it needs, so that no value (a broker typed with a line break)
+// can add a key. daemonURL is http.public_url, never the request's Host,
+// which whoever sends the request chooses.
+func stationConfig(id, secret, broker, daemonURL, topicRoot string, signed bool) (string, error) {
+	// None of these has a use for a control character, and yaml.v3 writes
+	// some (a tab before a line break) as a block it cannot read back.
+	for key, val := range map[string]string{"device": id, "secret": secret, "broker": broker, "daemon_url": daemonURL, "topic_root": topicRoot} {
+		if strings.ContainsFunc(val, func(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }) {
+			return "", fmt.Errorf("web: station config of %q: %s holds a control character", id, key)
+		}
 	}
-	b.WriteString("data_dir: /var/lib/loaxa-station\nplayer: [\"mpv\", \"--no-video\", \"--really-quiet\", \"--volume={volume}\", \"{file}\"]\nvolume: 80\n")
-	return b.String()
+	f := stationFile{Device: id, Secret: secret, Broker: broker, DaemonURL: daemonURL, TopicRoot: cmp.Or(topicRoot, "loaxa/v1"),
+		DataDir: "/var/lib/loaxa-station", Player: []string{"mpv", "--no-video", "--really-quiet", "--volume={volume}", "{file}"}, Volume: 80}
+	if signed {
+		f.KeyFile = "device.key"
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return "", fmt.Errorf("web: station config of %s: %w", id, err)
+	}
+	if err := enc.Close(); err != nil {
+		return "", fmt.Errorf("web: station config of %s: %w", id, err)
+	}
+	return b.String(), nil
 }
 
 // qrSVG draws a QR code as inline SVG: one path, crisp at any size, and no

@@ -67,7 +67,7 @@ func rememberLang(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if l := r.URL.Query().Get("lang"); l == "vi" || l == "en" {
 			http.SetCookie(w, &http.Cookie{Name: langCookie, Value: l, Path: "/", MaxAge: 365 * 24 * 3600,
-				SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil, HttpOnly: true})
+				SameSite: http.SameSiteLaxMode, Secure: secureRequest(r), HttpOnly: true})
 		}
 		next.ServeHTTP(w, r)
 	})

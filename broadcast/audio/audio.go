@@ -97,6 +97,22 @@ func Probe(r io.ReaderAt, size int64) (Info, error) {
 	return info, nil
 }
 
+// Kind names the format of a file that Probe accepted, from its first 16
+// bytes (Probe's own dispatch), so that a stored file can be served with
+// the MIME type its upload was given without probing it again: the
+// extension and the MIME type of Info.
+func Kind(head []byte) (ext, mime string) {
+	switch {
+	case hasPrefix(head, "RIFF"):
+		return "wav", "audio/wav"
+	case hasPrefix(head, "OggS"):
+		return "opus", "audio/ogg"
+	case hasPrefix(head, "\x1a\x45\xdf\xa3"):
+		return "webm", "audio/webm"
+	}
+	return "mp3", "audio/mpeg"
+}
+
 // sniffOther names well-known non-audio and unsupported-audio formats so the
 // error says what the file is instead of just "not audio".
 func sniffOther(h []byte) string {

@@ -136,6 +136,9 @@ func probeMP3(r io.ReaderAt, size int64) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
+	if err := p.checkLead(start, first); err != nil {
+		return Info{}, err
+	}
 	info := Info{
 		Format:     formatMP3,
 		MIME:       "audio/mpeg",
@@ -196,6 +199,55 @@ func probeMP3(r io.ReaderAt, size int64) (Info, error) {
 	}
 	info.Duration = samplesToDuration(samples, int64(h.sampleRate))
 	return info, nil
+}
+
+// maxLead is the most that may come before the first frame (after any ID3
+// tag and zero padding): the tail of one frame, as in a file cut from a
+// stream. More is something else wearing an .mp3 name.
+const maxLead = maxFrameLen
+
+// checkLead refuses a file whose first frame is not near its start, or is
+// preceded by text. Browsers sniff a file's first bytes, so an HTML page
+// followed by MP3 frames would be stored as audio and, served without care,
+// run as a page on the console's origin.
+func (p *mp3Prober) checkLead(start, first int64) error {
+	if first == start {
+		return nil
+	}
+	if first-start > syncSearch {
+		return unsupportedf("audio: the first MP3 frame is %d bytes into the file: not an MP3 file; %s", first-start, weTake)
+	}
+	lead, err := p.aux.at(start, int(first-start))
+	if err != nil {
+		return err
+	}
+	i := 0
+	for i < len(lead) && lead[i] == 0 {
+		i++
+	}
+	lead = lead[i:]
+	if len(lead) > maxLead {
+		return unsupportedf("audio: %d bytes that are not audio come before the first MP3 frame (at byte %d): not an MP3 file; %s", len(lead), first, weTake)
+	}
+	if looksLikeText(lead) {
+		return unsupportedf("audio: the file starts with %d bytes of text (a web page or a document?) before the first MP3 frame; %s", len(lead), weTake)
+	}
+	return nil
+}
+
+// looksLikeText reports whether b, at least 8 bytes, is nearly all printable
+// ASCII or white space: the tail of a compressed frame is about a third so.
+func looksLikeText(b []byte) bool {
+	if len(b) < 8 {
+		return false
+	}
+	text := 0
+	for _, c := range b {
+		if c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r' {
+			text++
+		}
+	}
+	return text*10 >= len(b)*9
 }
 
 // skipID3 steps over ID3v2 tags at off. Some taggers write more than one,

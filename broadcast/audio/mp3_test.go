@@ -1,6 +1,7 @@
 package audio
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -104,5 +105,22 @@ func TestMP3HostileXing(t *testing.T) {
 	b := concat(xingFrame(m25, "Xing", 0xffffffff, -1, false, 0, 0), mp3Frames(m25, 10))
 	if _, err := probeBytes(t, b); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestMP3RefusesWhatPrecedesTheFrames: an HTML page (or anything longer
+// than one frame's tail) in front of real frames is not an MP3, whatever
+// the file is called; a browser sniffing its first bytes would see a page.
+func TestMP3RefusesWhatPrecedesTheFrames(t *testing.T) {
+	m1 := mpegSpec{mpeg1, 128, 44100, false, false}
+	page := []byte(`<html><meta http-equiv="refresh" content="0;url=https://evil.example/"></html>`)
+	for name, b := range map[string][]byte{
+		"short html page":         concat(page, mp3Frames(m1, 200)),
+		"html page after a tag":   concat(id3v2(20, false), page, mp3Frames(m1, 200)),
+		"two kilobytes of binary": concat(bytes.Repeat([]byte{0x01, 0x80, 0xfe, 0x33}, 512), mp3Frames(m1, 200)),
+	} {
+		if _, err := Probe(bytes.NewReader(b), int64(len(b))); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: %v, want ErrUnsupported", name, err)
+		}
 	}
 }

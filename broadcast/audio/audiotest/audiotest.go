@@ -40,3 +40,13 @@ func Tone(d time.Duration, period int) []byte {
 	w(samples)
 	return b.Bytes()
 }
+
+// MP3 returns n frames of MPEG-1 Layer III at 128 kbit/s, 44.1 kHz, stereo
+// (417 bytes and 1152 samples each, silent): the daemon's probe accepts and
+// measures it.
+func MP3(n int) []byte {
+	const frameLen = 144000 * 128 / 44100
+	frame := make([]byte, frameLen)
+	copy(frame, []byte{0xff, 0xfb, 0x90, 0x00})
+	return bytes.Repeat(frame, n)
+}

@@ -9,9 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -122,6 +124,11 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	d.closers = append(d.closers, d.store.Close)
+	// Storage holds the data directory's lock now: no other loaxad is
+	// spooling into it, so what is there was left by a crash.
+	if err := d.removeStaleSpools(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	if rep, err := d.store.Check(); err != nil {
 		log.Warn("storage check failed", "err", err)
 	} else if len(rep.MissingBlobs) > 0 || len(rep.OrphanBlobs) > 0 {
@@ -274,7 +281,8 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	// console is a client of the API and gets the same handler the network
 	// does, under the paths the API does not use.
 	api.ServeDeviceStates(srv, d.hub.Statuses, func(s devices.DeviceState) string { return s.Station })
-	console, err = web.New(web.Options{API: srv.Handler(), Logger: log.With("component", "web"), Now: now, Location: loc})
+	console, err = web.New(web.Options{API: srv.Handler(), Logger: log.With("component", "web"), Now: now, Location: loc,
+		PublicURL: publicURL, Broker: stationBroker(publicURL, brokerURL), TopicRoot: cfg.MQTT.TopicRoot, TempDir: cfg.DataDir})
 	if err != nil {
 		return nil, err
 	}
@@ -312,6 +320,65 @@ func Start(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}()
 	log.Info("loaxad started", "http", d.httpLn.Addr().String(), "data_dir", cfg.DataDir, "config", opts.ConfigFile)
 	return d, nil
+}
+
+// spoolPatterns are the temporary files of uploads in the data directory
+// (the API's spool of an upload, the console's emergency audio awaiting its
+// second confirmation). Storage removes its own (blobs/tmp-*).
+var spoolPatterns = []string{api.UploadTempPattern, web.EmergencyTempPattern}
+
+// removeStaleSpools removes what a daemon killed during an upload left: a
+// SIGKILL runs no deferred cleanup, and a 300 MB upload cut short would
+// otherwise stay on the disk for ever.
+func (d *Daemon) removeStaleSpools(dir string) error {
+	var removed []string
+	var size int64
+	for _, pat := range spoolPatterns {
+		left, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return fmt.Errorf("stale uploads in %s: %w", dir, err)
+		}
+		for _, f := range left {
+			if fi, err := os.Lstat(f); err == nil && fi.Mode().IsRegular() {
+				size += fi.Size()
+			}
+			if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove stale upload: %w", err)
+			}
+			removed = append(removed, f)
+		}
+	}
+	if len(removed) > 0 {
+		d.log.Info("removed uploads cut short by a crash", "files", removed, "bytes", size)
+	}
+	return nil
+}
+
+// stationBroker is the broker stations are told to use in the config the
+// console writes: the one the daemon uses, but reached at http.public_url's
+// host when the daemon reaches it over loopback (the embedded broker on
+// 127.0.0.1:1883 is tcp://<public host>:1883 to a station). Only the
+// configuration is used, never a request's Host.
+func stationBroker(publicURL, brokerURL string) string {
+	pub, err1 := url.Parse(publicURL)
+	b, err2 := url.Parse(brokerURL)
+	if err1 != nil || err2 != nil || b.Host == "" {
+		return brokerURL
+	}
+	host := b.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || host == "" || (ip != nil && (ip.IsLoopback() || ip.IsUnspecified())) {
+		if pub.Hostname() != "" {
+			host = pub.Hostname()
+		}
+	}
+	b.Host = net.JoinHostPort(host, b.Port())
+	if b.Port() == "" {
+		b.Host = host
+		if strings.Contains(host, ":") {
+			b.Host = "[" + host + "]"
+		}
+	}
+	return b.String()
 }
 
 // limitMemory sets the process's soft memory limit. Without one, the Go
