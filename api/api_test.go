@@ -60,14 +60,14 @@ type heardDevice struct{ Device, Station string }
 // apiRig is the API's handlers on a real bbolt store, without a broker or
 // the rest of the daemon.
 type apiRig struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *Server
 	store *storage.Store
 	plan  *fakePlanner
 	admin string
 }
 
-func newRig(t *testing.T) *apiRig {
+func newRig(t testing.TB) *apiRig {
 	t.Helper()
 	now := time.Date(2026, 12, 10, 8, 0, 0, 0, ict)
 	dir := t.TempDir()
