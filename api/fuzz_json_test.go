@@ -61,7 +61,9 @@ func FuzzJSONBodies(f *testing.F) {
 			t.Fatalf("%s %s %q: %d %s", method, path, body, w.Code, w.Body)
 		}
 		if w.Code >= 400 {
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("%s %q: %d without the error shape: %s", path, body, w.Code, w.Body)
 			}
