@@ -58,6 +58,8 @@ type Store interface {
 	AsRun(after uint64, fn func(broadcast.AsRunEntry) error) error
 	AsRunHead() (uint64, broadcast.Hash, error)
 	AsRunBase() (uint64, broadcast.Hash, error)
+	// HashForms is where the logs switched to the second hash form.
+	HashForms() (broadcast.HashForms, error)
 	PurgeAsRun(ctx context.Context, upto uint64, uptoHash broadcast.Hash, op *broadcast.OpEntry) (broadcast.PurgeResult, error)
 	OpsHead() (uint64, broadcast.Hash, error)
 	Ops(after uint64, fn func(broadcast.OpEntry) error) error

@@ -23,55 +23,20 @@ import (
 
 // Evidence bundles: a period's evidence in one file that an auditor checks
 // offline, with nothing but the file and `loaxa audit verify --bundle FILE`.
-//
-// A bundle is a gzip'd tar (GET /api/v1/audit/bundle?period=2026-12|2026-H2|2026)
-// of flat names, in this order, so that a verifier can check it in one
-// streaming pass:
-//
-//	manifest.json  Manifest: format and version, period, unit, the window,
-//	               the as-run and operations segments (first and last seq,
-//	               the chain hash before the first entry and of the last,
-//	               counts), the heads of the whole logs when the bundle was
-//	               made, the period's seal records, and the sha256 and size
-//	               of every other file
-//	README.txt     how to verify, and what the manifest cannot prove alone
-//	devices.json   {"<device id>": {station, public_key (base64), disabled,
-//	               created_at, disabled_at}} for every device in the segment
-//	asrun.jsonl    one broadcast.AsRunEntry (JSON) per line, in seq order;
-//	               payload is base64 of the exact bytes the device sent
-//	oplog.jsonl    one broadcast.OpEntry per line, in seq order
-//
-// Which entries. A period is a month, half-year or year in the daemon's
-// time zone (Asia/Ho_Chi_Minh by default). Devices report late — a receiver
-// that was offline sends its events when it comes back — so entries received
-// up to BundleGrace after the period's end still carry its evidence. The
-// segment is contiguous, so that its chain can be checked from one known
-// hash: it begins at the first entry (in log order) received at or after the
-// period's start and ends before the first entry received at or after the
-// period's end + BundleGrace (or at the log's head). Every entry between
-// belongs to it, whatever its own receive time, and consecutive months'
-// bundles overlap by up to BundleGrace. The operations log is cut by the
-// same rule on its entries' times.
-//
-// Unit. The chain hash covers every entry's payload, so a segment with other
-// units' payloads left out could not be checked. A bundle is therefore
-// always the whole log's segment; unit, when given, is recorded with the
-// list of its stations so that the auditor's tools can pick that unit's
-// entries. Because of that, only tokens of the whole tree get bundles (see
-// api).
-//
-// Trust. The manifest vouches for the files; nothing in the bundle vouches
-// for the manifest. Its segment hashes are worth what the record they are
-// compared with is worth: the seal of the month (an operations-log entry,
-// action "period.seal", written once the month and its grace are over; see
-// Seal), read from the daemon or kept from an earlier bundle.
-//
-// BundleFormat and BundleVersion name this layout in the manifest; a
-// verifier refuses a version it does not know.
+// docs/evidence.md describes the format (its files, which entries, unit
+// bundles, what the manifest and the seals prove); BundleFormat and
+// BundleVersion name it in the manifest, and a verifier refuses a version it
+// does not know. Version 2 added the hash forms, withheld entries (a unit's
+// bundle) and required.json.
 const (
 	BundleFormat  = "loaxa-evidence-bundle"
-	BundleVersion = 1
+	BundleVersion = 2
 )
+
+// minBundleVersion is the oldest version a verifier still reads: version 1
+// is version 2 without the hash forms (every entry in the first), withheld
+// entries or required.json.
+const minBundleVersion = 1
 
 // BundleGrace is how long after a period's end entries received still belong
 // to its evidence. A week covers a receiver that was offline for days (its
@@ -86,6 +51,7 @@ const (
 	FileDevices  = "devices.json"
 	FileAsRun    = "asrun.jsonl"
 	FileOplog    = "oplog.jsonl"
+	FileRequired = "required.json"
 )
 
 // ActionSeal is the operations-log action of a seal; its subject is the
@@ -99,6 +65,10 @@ type Manifest struct {
 	Period      string    `json:"period"`
 	Unit        string    `json:"unit,omitempty"`
 	Stations    []string  `json:"stations,omitempty"` // the stations below Unit
+	// UnitPath is Unit's path in the tree ("38/380"); with Withheld, the
+	// entries of other units are given as their content hashes only.
+	UnitPath string `json:"unit_path,omitempty"`
+	Withheld bool   `json:"withheld,omitempty"`
 	TimeZone    string    `json:"time_zone"`
 	From        time.Time `json:"from"`        // the period's first instant
 	To          time.Time `json:"to"`          // the instant after the period
@@ -110,6 +80,13 @@ type Manifest struct {
 
 	AsRun Segment `json:"asrun"`
 	Oplog Segment `json:"oplog"`
+	// HashForms is where the logs switched to the second hash form, which
+	// chains an entry's content hash (zero: never).
+	HashForms broadcast.HashForms `json:"hash_forms"`
+	// WithheldAsRun and WithheldOplog count the entries given as their
+	// content hash only.
+	WithheldAsRun uint64 `json:"withheld_asrun,omitempty"`
+	WithheldOplog uint64 `json:"withheld_oplog,omitempty"`
 	// The whole logs' heads when the bundle was made: the segments lie at
 	// or before them.
 	AsRunHead Head `json:"asrun_head"`
@@ -162,8 +139,21 @@ const selectionRule = "as-run: the contiguous entries from the first received at
 type BundleSpec struct {
 	Period   broadcast.Period
 	Location *time.Location // the zone of the period's months; nil: UTC
-	Unit     string         // recorded only; "" for the whole tree
-	Stations []string       // the stations below Unit, recorded
+	Unit     string         // "" for the whole tree
+	Stations []string       // the stations below Unit
+	// UnitPath and Withhold make a unit's bundle: the as-run entries of
+	// stations not in Stations, and the operations of units neither above
+	// nor below UnitPath, are given as their content hashes. Without
+	// Withhold, Unit and Stations are only recorded.
+	UnitPath string
+	Withhold bool
+	// Plan is what the period required of the bundle's stations, written
+	// to required.json with the seals' figures of those stations (nil: no
+	// required.json).
+	Plan *Plan
+	// Sealed returns the figures sealed for a month, the stations' salts
+	// included (nil, nil: not sealed).
+	Sealed func(month broadcast.Month) ([]SealedFigure, error)
 	Now      time.Time      // when the bundle is made
 	// Generator names the program in the manifest ("loaxad 1.2.0").
 	Generator string
@@ -293,7 +283,7 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 	}
 	m := Manifest{
 		Format: BundleFormat, Version: BundleVersion, Period: spec.Period.Name,
-		Unit: spec.Unit, Stations: spec.Stations, TimeZone: loc.String(),
+		Unit: spec.Unit, Stations: spec.Stations, UnitPath: spec.UnitPath, Withheld: spec.Withhold, TimeZone: loc.String(),
 		From: win.from, To: win.to, GraceUntil: win.until, Selection: selectionRule,
 		Complete: !spec.Now.Before(win.until), GeneratedAt: spec.Now.UTC(), Generator: spec.Generator,
 		Seals: []broadcast.OpEntry{}, Files: map[string]FileSum{},
@@ -305,6 +295,13 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 	}
 	if m.OplogHead.Seq, m.OplogHead.Hash, err = src.OpsHead(); err != nil {
 		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	if m.HashForms, err = src.HashForms(); err != nil {
+		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+	}
+	ours := map[string]bool{}
+	for _, st := range spec.Stations {
+		ours[st] = true
 	}
 
 	asrun, err := newHashFile(spec.TempDir, "bundle-asrun-*.jsonl")
@@ -336,10 +333,22 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 			}
 			return nil
 		}
+		if spec.Withhold && !ours[e.Station] {
+			if m.HashForms.AsRun(e.Seq) != broadcast.HashForm2 {
+				return broadcast.Errorf(broadcast.EConflict,
+					"as-run entry %d (received %s) is another unit's and chained in the first hash form, which covers its content itself: a bundle of unit %s cannot leave it out, so it cannot be made for %s; the logs chain content hashes from entry %d on, and a bundle of the whole tree holds every period",
+					e.Seq, e.ReceivedAt.In(loc).Format(time.RFC3339), spec.Unit, spec.Period.Name, m.HashForms.AsRunFrom)
+			}
+			m.WithheldAsRun++
+			return asrun.enc.Encode(Withheld{Seq: e.Seq, At: e.ReceivedAt, ContentHash: e.ContentHash(), PrevHash: e.PrevHash, Hash: e.Hash})
+		}
 		devices[e.Device] = true
 		return asrun.enc.Encode(e)
 	})
 	if err != nil && !errors.Is(err, errBeyondHead) {
+		if broadcast.ErrorCode(err) == broadcast.EConflict {
+			return Manifest{}, err
+		}
 		return Manifest{}, fmt.Errorf("bundle %s: as-run log: %w", spec.Period.Name, err)
 	}
 	m.AsRun = seg.segment()
@@ -349,6 +358,12 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 		months[string(mo)] = true
 	}
 	opSeg := segmenter{w: win}
+	planned := map[string]int{} // airing → its index in the plan
+	if spec.Plan != nil {
+		for i, a := range spec.Plan.Airings {
+			planned[a.ID] = i
+		}
+	}
 	err = src.Ops(0, func(o broadcast.OpEntry) error {
 		if o.Seq > m.OplogHead.Seq {
 			return errBeyondHead
@@ -358,15 +373,37 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 		if o.Action == ActionSeal && months[o.Subject] {
 			m.Seals = append(m.Seals, o)
 		}
-		if opSeg.take(o.Seq, o.At, o.PrevHash, o.Hash) {
-			return oplog.enc.Encode(o)
+		if i, ok := planned[o.Subject]; ok && strings.HasPrefix(o.Action, "airing.") {
+			spec.Plan.Airings[i].Changes = append(spec.Plan.Airings[i].Changes, o.Seq)
 		}
-		return nil
+		if !opSeg.take(o.Seq, o.At, o.PrevHash, o.Hash) {
+			return nil
+		}
+		if spec.Withhold && !related(o.Unit, spec.UnitPath) {
+			if m.HashForms.Oplog(o.Seq) != broadcast.HashForm2 {
+				return broadcast.Errorf(broadcast.EConflict,
+					"operation %d (%s) is another unit's and chained in the first hash form, which covers its content itself: a bundle of unit %s cannot leave it out, so it cannot be made for %s; the logs chain content hashes from operation %d on, and a bundle of the whole tree holds every period",
+					o.Seq, o.At.In(loc).Format(time.RFC3339), spec.Unit, spec.Period.Name, m.HashForms.OplogFrom)
+			}
+			m.WithheldOplog++
+			return oplog.enc.Encode(Withheld{Seq: o.Seq, At: o.At, ContentHash: o.ContentHash(), PrevHash: o.PrevHash, Hash: o.Hash})
+		}
+		return oplog.enc.Encode(o)
 	})
 	if err != nil && !errors.Is(err, errBeyondHead) {
+		if broadcast.ErrorCode(err) == broadcast.EConflict {
+			return Manifest{}, err
+		}
 		return Manifest{}, fmt.Errorf("bundle %s: operations log: %w", spec.Period.Name, err)
 	}
 	m.Oplog = opSeg.segment()
+
+	var required []byte
+	if spec.Plan != nil {
+		if required, err = requiredFile(spec, m.Seals); err != nil {
+			return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
+		}
+	}
 
 	devs := map[string]BundleDevice{}
 	for id := range devices {
@@ -397,6 +434,9 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 	m.Files[FileDevices] = sumOf(devJSON)
 	m.Files[FileAsRun] = asrun.sum()
 	m.Files[FileOplog] = oplog.sum()
+	if required != nil {
+		m.Files[FileRequired] = sumOf(required)
+	}
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return Manifest{}, fmt.Errorf("bundle %s: manifest: %w", spec.Period.Name, err)
@@ -421,17 +461,23 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 		}
 		return nil
 	}
-	for _, f := range []struct {
+	type member struct {
 		name string
 		size int64
 		r    io.Reader
-	}{
+	}
+	files := []member{
 		{FileManifest, int64(len(manifest)), bytes.NewReader(manifest)},
 		{FileReadme, int64(len(readme)), bytes.NewReader(readme)},
 		{FileDevices, int64(len(devJSON)), bytes.NewReader(devJSON)},
-		{FileAsRun, asrun.size, asrun.f},
-		{FileOplog, oplog.size, oplog.f},
-	} {
+	}
+	if required != nil {
+		// Before the as-run entries, which the verifier replays over it as
+		// it reads them.
+		files = append(files, member{FileRequired, int64(len(required)), bytes.NewReader(required)})
+	}
+	files = append(files, member{FileAsRun, asrun.size, asrun.f}, member{FileOplog, oplog.size, oplog.f})
+	for _, f := range files {
 		if err := put(f.name, f.size, f.r); err != nil {
 			return Manifest{}, err
 		}
@@ -443,6 +489,49 @@ func WriteBundle(ctx context.Context, w io.Writer, src LogSource, spec BundleSpe
 		return Manifest{}, fmt.Errorf("bundle %s: %w", spec.Period.Name, err)
 	}
 	return m, nil
+}
+
+// related reports whether an operation of unit belongs to the bundle of
+// the unit at path: its own, its descendants' and its ancestors' (a
+// province's programme is every district's), and the whole tree's ("").
+func related(unit, path string) bool {
+	return unit == "" || unit == path || strings.HasPrefix(unit, path+"/") || strings.HasPrefix(path, unit+"/")
+}
+
+// requiredFile is required.json: the plan, with the seals' figures of its
+// stations.
+func requiredFile(spec BundleSpec, seals []broadcast.OpEntry) ([]byte, error) {
+	plan := *spec.Plan
+	plan.Sealed = []BundleSeal{}
+	ours := map[string]bool{}
+	for _, st := range plan.Stations {
+		ours[st.ID] = true
+	}
+	for _, o := range seals {
+		if spec.Sealed == nil {
+			break
+		}
+		figs, err := spec.Sealed(broadcast.Month(o.Subject))
+		if err != nil {
+			return nil, fmt.Errorf("sealed figures of %s: %w", o.Subject, err)
+		}
+		if figs == nil {
+			continue
+		}
+		bs := BundleSeal{Month: broadcast.Month(o.Subject), Op: o.Seq, Leaves: make([]broadcast.Hash, len(figs)), Figures: []SealedFigure{}}
+		for i, f := range figs {
+			bs.Leaves[i] = f.Leaf()
+			if ours[f.Station] {
+				bs.Figures = append(bs.Figures, f)
+			}
+		}
+		plan.Sealed = append(plan.Sealed, bs)
+	}
+	b, err := json.MarshalIndent(plan, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("required.json: %w", err)
+	}
+	return append(b, '\n'), nil
 }
 
 func sumOf(b []byte) FileSum {

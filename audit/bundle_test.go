@@ -37,6 +37,7 @@ type memLog struct {
 	devices map[string]broadcast.Device
 	keys    map[string]ed25519.PrivateKey
 	dseq    map[string]uint64
+	forms   broadcast.HashForms // zero: every entry in the first form
 }
 
 func newMemLog(t testing.TB, devices ...string) *memLog {
@@ -78,7 +79,7 @@ func (l *memLog) add(t testing.TB, device string, at time.Time) broadcast.AsRunE
 	if n := len(l.asrun); n > 0 {
 		e.PrevHash = l.asrun[n-1].Hash
 	}
-	e.Hash = e.ChainHash()
+	e.Hash = e.ChainHashIn(l.forms)
 	l.asrun = append(l.asrun, e)
 	return e
 }
@@ -88,7 +89,7 @@ func (l *memLog) op(at time.Time, action, subject string, detail []byte) broadca
 	if n := len(l.ops); n > 0 {
 		o.PrevHash = l.ops[n-1].Hash
 	}
-	o.Hash = o.ChainHash()
+	o.Hash = o.ChainHashIn(l.forms)
 	l.ops = append(l.ops, o)
 	return o
 }
@@ -124,6 +125,8 @@ func (l *memLog) AsRunHead() (uint64, broadcast.Hash, error) {
 }
 
 func (l *memLog) AsRunBase() (uint64, broadcast.Hash, error) { return 0, broadcast.Hash{}, nil }
+
+func (l *memLog) HashForms() (broadcast.HashForms, error) { return l.forms, nil }
 
 func (l *memLog) OpsHead() (uint64, broadcast.Hash, error) {
 	if len(l.ops) == 0 {

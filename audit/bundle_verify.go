@@ -65,11 +65,24 @@ func VerifyBundleFile(name string) (Result, error) {
 // segments an auditor compares with the seals recorded by the daemon.
 // tempDir is where out-of-order files are spooled ("": os.TempDir).
 func CheckBundle(r io.Reader, tempDir string) (Result, Manifest, error) {
+	c, err := checkBundle(r, tempDir)
+	if err != nil {
+		if c != nil && c.m != nil {
+			return Result{}, *c.m, err
+		}
+		return Result{}, Manifest{}, err
+	}
+	return c.result(), *c.m, nil
+}
+
+// checkBundle reads the whole bundle; what it found is put together by
+// result.
+func checkBundle(r io.Reader, tempDir string) (*bundleCheck, error) {
 	c := &bundleCheck{tempDir: tempDir, seen: map[string]FileSum{}, asrunCP: map[uint64]checkpoint{}, opCP: map[uint64]checkpoint{}}
 	defer c.cleanup()
 	gz, err := gzip.NewReader(r)
 	if err != nil {
-		return Result{}, Manifest{}, fmt.Errorf("not a gzip'd tar: %w", err)
+		return nil, fmt.Errorf("not a gzip'd tar: %w", err)
 	}
 	tr := tar.NewReader(gz)
 	for {
@@ -78,23 +91,23 @@ func CheckBundle(r io.Reader, tempDir string) (Result, Manifest, error) {
 			break
 		}
 		if err != nil {
-			return Result{}, Manifest{}, fmt.Errorf("read the bundle's tar: %w", err)
+			return nil, fmt.Errorf("read the bundle's tar: %w", err)
 		}
 		if err := c.file(hdr, tr); err != nil {
-			return Result{}, Manifest{}, err
+			return nil, err
 		}
 	}
 	// The gzip trailer's CRC is checked when its stream is read to the end.
 	if _, err := io.Copy(io.Discard, gz); err != nil {
-		return Result{}, Manifest{}, fmt.Errorf("read the bundle's gzip stream: %w", err)
+		return nil, fmt.Errorf("read the bundle's gzip stream: %w", err)
 	}
 	if c.m == nil {
-		return Result{}, Manifest{}, fmt.Errorf("no %s: not a loaxa evidence bundle", FileManifest)
+		return nil, fmt.Errorf("no %s: not a loaxa evidence bundle", FileManifest)
 	}
 	if err := c.spooledFiles(); err != nil {
-		return Result{}, *c.m, err
+		return c, err
 	}
-	return c.result(), *c.m, nil
+	return c, nil
 }
 
 type checkpoint struct {
@@ -116,6 +129,14 @@ type bundleCheck struct {
 	// verifier holds those of the chains.
 	fileProblems, sealProblems []Problem
 	asrunCP, opCP              map[uint64]checkpoint // seq → hash a seal expects
+
+	// required.json: the plan, a replay of the as-run entries over it for
+	// each of its months, and the problems of its sealed figures.
+	plan      *Plan
+	replays   []*monthReplay
+	sealed    map[broadcast.Month]*BundleSeal // the seals whose figures check out
+	planProbs []Problem
+	figures   []FigureCheck // set by figureProblems
 }
 
 func (c *bundleCheck) fileProblem(format string, args ...any) {
@@ -170,8 +191,10 @@ func (c *bundleCheck) file(hdr *tar.Header, r io.Reader) error {
 		err = c.readManifest(hr)
 	case FileDevices:
 		err = c.readDevices(hr)
+	case FileRequired:
+		err = c.readRequired(hr)
 	case FileAsRun:
-		if c.m != nil && c.devices != nil {
+		if c.asrunReady() {
 			err = c.readAsRun(hr)
 		} else {
 			err = c.spool(name, hr)
@@ -192,8 +215,8 @@ func (c *bundleCheck) file(hdr *tar.Header, r io.Reader) error {
 		return fmt.Errorf("read %s: %w", name, err)
 	}
 	c.seen[name] = FileSum{SHA256: hex.EncodeToString(hr.h.Sum(nil)), Size: hr.n}
-	// A log spooled for want of the devices can go now.
-	if name == FileDevices && c.m != nil {
+	// A log spooled for want of the devices or the plan can go now.
+	if (name == FileDevices || name == FileRequired) && c.asrunReady() {
 		if f := c.spooled[FileAsRun]; f != nil {
 			return c.replay(FileAsRun, f)
 		}
@@ -262,14 +285,15 @@ func (c *bundleCheck) readManifest(r io.Reader) error {
 	if m.Format != BundleFormat {
 		return fmt.Errorf("%s: format %q, want %q: not a loaxa evidence bundle", FileManifest, m.Format, BundleFormat)
 	}
-	if m.Version != BundleVersion {
-		return fmt.Errorf("%s: bundle format version %d; this loaxa reads version %d", FileManifest, m.Version, BundleVersion)
+	if m.Version < minBundleVersion || m.Version > BundleVersion {
+		return fmt.Errorf("%s: bundle format version %d; this loaxa reads versions %d to %d", FileManifest, m.Version, minBundleVersion, BundleVersion)
 	}
 	c.m = &m
 	c.v = NewParallelVerifier(func(id string) (DeviceKey, bool) {
 		d := c.devices[id]
 		return d.DeviceKey, d.known
 	}, 0)
+	c.v.SetHashForms(m.HashForms)
 	for _, s := range []struct {
 		log string
 		seg Segment
@@ -288,10 +312,21 @@ func (c *bundleCheck) readManifest(r io.Reader) error {
 			return err
 		}
 	}
-	if f := c.spooled[FileAsRun]; f != nil && c.devices != nil {
+	if f := c.spooled[FileAsRun]; f != nil && c.asrunReady() {
 		return c.replay(FileAsRun, f)
 	}
 	return nil
+}
+
+// asrunReady says whether the as-run entries can be checked as they come:
+// the manifest and the keys are known, and the plan they are replayed over
+// if the bundle has one.
+func (c *bundleCheck) asrunReady() bool {
+	if c.m == nil || c.devices == nil {
+		return false
+	}
+	_, planned := c.m.Files[FileRequired]
+	return !planned || c.plan != nil
 }
 
 // sealCheckpoints checks a seal record the manifest carries and notes the
@@ -304,7 +339,7 @@ func (c *bundleCheck) sealCheckpoints(o broadcast.OpEntry) {
 	seal := func(format string, args ...any) {
 		c.sealProblems = append(c.sealProblems, Problem{Log: "oplog", Entry: o.Seq, Problem: fmt.Sprintf(format, args...)})
 	}
-	if o.ChainHash() != o.Hash {
+	if o.ChainHashIn(m.HashForms) != o.Hash {
 		seal("the seal record of %s in the manifest was altered: its content does not match its hash", o.Subject)
 		return
 	}
@@ -409,12 +444,28 @@ func (c *bundleCheck) readAsRun(r io.Reader) error {
 	}
 	c.asrunDone = true
 	err := lines(r, func(n int, line []byte) {
+		if bytes.Contains(line, withheldKey) {
+			var w Withheld
+			if err := json.Unmarshal(line, &w); err != nil {
+				c.fileProblem("%s line %d is not a withheld as-run entry: %v", FileAsRun, n, err)
+				return
+			}
+			c.checkpoint("asrun", c.asrunCP, w.Seq, w.Hash)
+			c.v.AsRunWithheld(w)
+			for _, r := range c.replays {
+				r.seg.take(w.Seq, w.At, w.PrevHash, w.Hash)
+			}
+			return
+		}
 		var e broadcast.AsRunEntry
 		if err := json.Unmarshal(line, &e); err != nil {
 			c.fileProblem("%s line %d is not an as-run entry: %v", FileAsRun, n, err)
 			return
 		}
 		c.checkpoint("asrun", c.asrunCP, e.Seq, e.Hash)
+		for _, r := range c.replays {
+			r.apply(&e)
+		}
 		c.v.AsRun(e)
 	}, func(n int) { c.fileProblem("%s line %d is longer than %d bytes", FileAsRun, n, maxLine) })
 	if err != nil {
@@ -429,6 +480,16 @@ func (c *bundleCheck) readOplog(r io.Reader) error {
 	}
 	c.oplogDone = true
 	err := lines(r, func(n int, line []byte) {
+		if bytes.Contains(line, withheldKey) {
+			var w Withheld
+			if err := json.Unmarshal(line, &w); err != nil {
+				c.fileProblem("%s line %d is not a withheld operations-log entry: %v", FileOplog, n, err)
+				return
+			}
+			c.checkpoint("oplog", c.opCP, w.Seq, w.Hash)
+			c.v.OpWithheld(w)
+			return
+		}
 		var o broadcast.OpEntry
 		if err := json.Unmarshal(line, &o); err != nil {
 			c.fileProblem("%s line %d is not an operations-log entry: %v", FileOplog, n, err)
@@ -465,12 +526,13 @@ func (c *bundleCheck) result() Result {
 		}
 	}
 	for _, name := range sortedNames(c.seen) {
-		if _, listed := m.Files[name]; !listed && name != FileManifest && name != FileReadme && name != FileDevices && name != FileAsRun && name != FileOplog {
+		if _, listed := m.Files[name]; !listed && name != FileManifest && name != FileReadme && name != FileDevices && name != FileAsRun && name != FileOplog && name != FileRequired {
 			c.fileProblem("file %s is not part of a bundle and not listed in the manifest", name)
 		}
 	}
 	res := c.v.Result(m.AsRun.LastHash, m.AsRun.LastSeq, m.Oplog.LastHash, m.Oplog.LastSeq)
 	problems := append(append(append([]Problem{}, c.fileProblems...), res.Problems...), c.sealProblems...)
+	problems = append(problems, c.figureProblems()...)
 	if res.Entries != m.AsRun.Entries {
 		problems = append(problems, Problem{Log: "asrun", Entry: m.AsRun.LastSeq, Problem: fmt.Sprintf("the bundle holds %d entries, its manifest counts %d", res.Entries, m.AsRun.Entries)})
 	}
@@ -480,5 +542,10 @@ func (c *bundleCheck) result() Result {
 	res.Problems, res.OK = problems, len(problems) == 0
 	return res
 }
+
+// withheldKey marks a withheld entry's line: a full entry's strings are
+// JSON-escaped, so their quotes never precede a colon this way, and its
+// bytes (payload, detail) are base64.
+var withheldKey = []byte(`"content_hash":`)
 
 func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
 )
@@ -54,6 +55,7 @@ const MaxProblems = 10_000
 type ParallelVerifier struct {
 	device  func(id string) (DeviceKey, bool)
 	workers int
+	forms   broadcast.HashForms
 
 	asrun, oplog chainState
 
@@ -93,6 +95,9 @@ type DeviceKey struct {
 type deviceInfo struct {
 	DeviceKey
 	known bool
+	// withheld: the entry is another unit's, given by its content hash
+	// alone (a unit's bundle); only its link is checked.
+	withheld bool
 }
 
 type indexedProblem struct {
@@ -141,6 +146,11 @@ func NewParallelVerifier(device func(id string) (DeviceKey, bool), workers int) 
 func (v *ParallelVerifier) StartAsRun(after uint64, prev broadcast.Hash) {
 	v.asrun.last, v.asrun.head = after, prev
 }
+
+// SetHashForms says where the logs switched to the second hash form (see
+// broadcast.HashForms); the zero value, every entry in the first. Call it
+// before the first entry.
+func (v *ParallelVerifier) SetHashForms(f broadcast.HashForms) { v.forms = f }
 
 // StartOps is StartAsRun for the operations log.
 func (v *ParallelVerifier) StartOps(after uint64, prev broadcast.Hash) {
@@ -209,7 +219,9 @@ func (j *asrunJob) check(checkSigs bool) {
 		for ; c < len(j.chain) && j.chain[c].i == i; c++ {
 			j.out = append(j.out, j.chain[c].p)
 		}
-		j.out = checkPayload(j.out, &j.entries[i], j.keys[i], checkSigs)
+		if !j.keys[i].withheld {
+			j.out = checkPayload(j.out, &j.entries[i], j.keys[i], checkSigs)
+		}
 	}
 }
 
@@ -265,13 +277,17 @@ func (v *ParallelVerifier) AsRun(e broadcast.AsRunEntry) {
 	}
 	j := v.cur
 	i := len(j.entries)
-	v.asrun.link("asrun", e.Seq, e.PrevHash, e.Hash, e.ChainHash(), func(p Problem) {
+	v.asrun.link("asrun", e.Seq, e.PrevHash, e.Hash, e.ChainHashIn(v.forms), func(p Problem) {
 		j.chain = append(j.chain, indexedProblem{i: i, p: p})
 	})
 	var k deviceInfo
 	if v.device != nil {
 		k.DeviceKey, k.known = v.device(e.Device)
 	}
+	v.queue(j, e, k)
+}
+
+func (v *ParallelVerifier) queue(j *asrunJob, e broadcast.AsRunEntry, k deviceInfo) {
 	j.entries = append(j.entries, e)
 	j.keys = append(j.keys, k)
 	if len(j.entries) == batchSize {
@@ -280,10 +296,60 @@ func (v *ParallelVerifier) AsRun(e broadcast.AsRunEntry) {
 	}
 }
 
+// Withheld is an entry of another unit in a unit's bundle: its place in the
+// chain and the hash of its content (broadcast.AsRunEntry.ContentHash,
+// broadcast.OpEntry.ContentHash), nothing of what it says.
+type Withheld struct {
+	Seq         uint64         `json:"seq"`
+	At          time.Time      `json:"at"`
+	ContentHash broadcast.Hash `json:"content_hash"`
+	PrevHash    broadcast.Hash `json:"prev_hash"`
+	Hash        broadcast.Hash `json:"hash"`
+}
+
+// link checks a withheld entry's link; only the second hash form can chain
+// an entry from its content hash.
+func (v *ParallelVerifier) linkWithheld(log string, c *chainState, w Withheld, form int, add func(Problem)) {
+	computed := broadcast.ChainHash2(w.PrevHash, w.Seq, w.At, w.ContentHash)
+	if form != broadcast.HashForm2 {
+		add(Problem{Log: log, Entry: w.Seq, Problem: "it is withheld, but it is chained in the first hash form, which covers its content itself: it cannot be checked"})
+		computed = w.Hash // one problem is enough
+	}
+	c.link(log, w.Seq, w.PrevHash, w.Hash, computed, add)
+}
+
+// AsRunWithheld checks the next as-run entry, given as its content hash:
+// its link only.
+func (v *ParallelVerifier) AsRunWithheld(w Withheld) {
+	if v.closed {
+		panic("audit: ParallelVerifier.AsRunWithheld after Result or Close")
+	}
+	if !v.started {
+		v.start()
+	}
+	if v.cur == nil {
+		v.cur = <-v.free
+		v.cur.n = v.nextJob
+		v.nextJob++
+	}
+	j := v.cur
+	i := len(j.entries)
+	v.linkWithheld("asrun", &v.asrun, w, v.forms.AsRun(w.Seq), func(p Problem) {
+		j.chain = append(j.chain, indexedProblem{i: i, p: p})
+	})
+	v.queue(j, broadcast.AsRunEntry{Seq: w.Seq}, deviceInfo{withheld: true})
+}
+
+// OpWithheld checks the next operations-log entry, given as its content
+// hash: its link only.
+func (v *ParallelVerifier) OpWithheld(w Withheld) {
+	v.linkWithheld("oplog", &v.oplog, w, v.forms.Oplog(w.Seq), v.opProblems.add)
+}
+
 // Op checks the next operations log entry. Operations carry no signature,
 // so they are checked here, in order.
 func (v *ParallelVerifier) Op(o broadcast.OpEntry) {
-	v.oplog.link("oplog", o.Seq, o.PrevHash, o.Hash, o.ChainHash(), v.opProblems.add)
+	v.oplog.link("oplog", o.Seq, o.PrevHash, o.Hash, o.ChainHashIn(v.forms), v.opProblems.add)
 }
 
 // Close waits for the batches in flight and stops the workers. It is safe to
@@ -343,6 +409,8 @@ type LogSource interface {
 	Ops(after uint64, fn func(broadcast.OpEntry) error) error
 	OpsHead() (uint64, broadcast.Hash, error)
 	Device(id string) (broadcast.Device, error)
+	// HashForms is where the logs switched to the second hash form.
+	HashForms() (broadcast.HashForms, error)
 }
 
 // VerifyLogs checks both logs of src from their genesis to the heads they
@@ -381,6 +449,11 @@ func VerifyLogs(ctx context.Context, src LogSource, workers int) (Result, error)
 		return k.DeviceKey, true
 	}, workers)
 	defer v.Close()
+	forms, err := src.HashForms()
+	if err != nil {
+		return Result{}, fmt.Errorf("verify: %w", err)
+	}
+	v.SetHashForms(forms)
 	base, baseHash, err := src.AsRunBase()
 	if err != nil {
 		return Result{}, fmt.Errorf("verify: %w", err)

@@ -25,6 +25,9 @@ type Verifier struct {
 	// Key returns a device's registered public key (nil: the device signs
 	// nothing) and whether the device is known.
 	Key func(device string) (ed25519.PublicKey, bool)
+	// Forms is where the logs switched to the second hash form; the zero
+	// value, never.
+	Forms broadcast.HashForms
 
 	Problems []Problem
 	asrun    chainState
@@ -60,7 +63,7 @@ func (v *Verifier) add(p Problem) { v.Problems = append(v.Problems, p) }
 
 // AsRun checks the next as-run entry.
 func (v *Verifier) AsRun(e broadcast.AsRunEntry) {
-	v.asrun.link("asrun", e.Seq, e.PrevHash, e.Hash, e.ChainHash(), v.add)
+	v.asrun.link("asrun", e.Seq, e.PrevHash, e.Hash, e.ChainHashIn(v.Forms), v.add)
 	ev, env, err := broadcast.DecodeEvent(e.Payload)
 	if err != nil {
 		v.add(Problem{Log: "asrun", Entry: e.Seq, Problem: "its payload is not a valid event: " + err.Error()})
@@ -87,7 +90,7 @@ func (v *Verifier) AsRun(e broadcast.AsRunEntry) {
 
 // Op checks the next operations log entry.
 func (v *Verifier) Op(o broadcast.OpEntry) {
-	v.oplog.link("oplog", o.Seq, o.PrevHash, o.Hash, o.ChainHash(), v.add)
+	v.oplog.link("oplog", o.Seq, o.PrevHash, o.Hash, o.ChainHashIn(v.Forms), v.add)
 }
 
 // Result is the verdict of API.md's /audit/verify.

@@ -64,12 +64,71 @@ const (
 	UnmatchedFuture = "future"
 )
 
-// ChainHash is the hash of an as-run entry. It covers everything the entry
-// asserts: position, time of receipt, the device and the exact bytes it sent.
-// Station, airing and event are derived from the payload and the device
-// registry, so they need no cover of their own.
+// ChainHash is the hash of an as-run entry in the first form (HashForm1):
+// it covers everything the entry asserts: position, time of receipt, the
+// device and the exact bytes it sent. Station, airing and event are derived
+// from the payload and the device registry, so they need no cover of their
+// own.
 func (e *AsRunEntry) ChainHash() Hash {
 	return chain(e.PrevHash, e.Seq, e.ReceivedAt, []byte(e.Device), e.Payload)
+}
+
+// ContentHash is what the second hash form (HashForm2) chains over in place
+// of the device and the payload: their hash. An evidence bundle of one unit
+// gives another unit's entry as its content hash alone, and its chain still
+// verifies. The payload carries the device's signature, so the hash cannot
+// be guessed from the few devices and airings a station has.
+func (e *AsRunEntry) ContentHash() Hash {
+	return contentHash([]byte(e.Device), e.Payload)
+}
+
+// ChainHashIn is the entry's chain hash in the form forms gives its seq.
+func (e *AsRunEntry) ChainHashIn(forms HashForms) Hash {
+	if forms.AsRun(e.Seq) == HashForm2 {
+		return ChainHash2(e.PrevHash, e.Seq, e.ReceivedAt, e.ContentHash())
+	}
+	return e.ChainHash()
+}
+
+// ChainHash2 is the second form of a chain hash, over an entry's content
+// hash: H(prev ‖ seq ‖ time ‖ content). The as-run and the operations log
+// share it.
+func ChainHash2(prev Hash, seq uint64, at time.Time, content Hash) Hash {
+	return chain(prev, seq, at, content[:])
+}
+
+// Hash forms of the logs' entries. HashForm1 covers the entry's fields
+// themselves; HashForm2 their hash (ContentHash), so that an entry can be
+// shown as that hash alone and still be chained.
+const (
+	HashForm1 = 1
+	HashForm2 = 2
+)
+
+// HashForms says from which entry on each log uses HashForm2: the
+// switch-over, recorded once in the store's meta bucket and in the
+// operations log (action ActionHashForms). 0 means never: the whole log is
+// in HashForm1 (a bundle made before the second form existed).
+type HashForms struct {
+	AsRunFrom uint64 `json:"asrun_from"`
+	OplogFrom uint64 `json:"oplog_from"`
+}
+
+// ActionHashForms is the operations-log action that records the switch-over
+// to HashForm2; its detail is the HashForms.
+const ActionHashForms = "log.hash_form"
+
+// AsRun is the form of as-run entry seq.
+func (f HashForms) AsRun(seq uint64) int { return formAt(f.AsRunFrom, seq) }
+
+// Oplog is the form of operations-log entry seq.
+func (f HashForms) Oplog(seq uint64) int { return formAt(f.OplogFrom, seq) }
+
+func formAt(from, seq uint64) int {
+	if from != 0 && seq >= from {
+		return HashForm2
+	}
+	return HashForm1
 }
 
 // OpEntry is one change an operator made: who, when, what, to what.
@@ -92,18 +151,49 @@ type OpEntry struct {
 	Hash     Hash         `json:"hash"`
 }
 
-// ChainHash is the hash of an operations log entry.
+// ChainHash is the hash of an operations log entry in HashForm1.
 func (o *OpEntry) ChainHash() Hash {
-	// Unit and Records are hashed only when set, so that the entries
-	// written before them keep their hashes; the length prefixes keep an
-	// entry with more fields apart from every entry with fewer.
+	return chain(o.PrevHash, o.Seq, o.At, o.fields()...)
+}
+
+// fields are what an entry's hash covers besides its position and time.
+// Unit and Records are covered only when set, so that the entries written
+// before them keep their hashes; the length prefixes keep an entry with more
+// fields apart from every entry with fewer.
+func (o *OpEntry) fields() [][]byte {
+	f := [][]byte{[]byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail}
 	if len(o.Records) > 0 {
-		return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail, []byte(o.Unit), recordsBytes(o.Records))
+		return append(f, []byte(o.Unit), recordsBytes(o.Records))
 	}
 	if o.Unit != "" {
-		return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail, []byte(o.Unit))
+		f = append(f, []byte(o.Unit))
 	}
-	return chain(o.PrevHash, o.Seq, o.At, []byte(o.Actor), []byte(o.Action), []byte(o.Subject), o.Detail)
+	return f
+}
+
+// ContentHash is the hash of what an entry says (HashForm2 chains over it).
+func (o *OpEntry) ContentHash() Hash { return contentHash(o.fields()...) }
+
+// ChainHashIn is the entry's chain hash in the form forms gives its seq.
+func (o *OpEntry) ChainHashIn(forms HashForms) Hash {
+	if forms.Oplog(o.Seq) == HashForm2 {
+		return ChainHash2(o.PrevHash, o.Seq, o.At, o.ContentHash())
+	}
+	return o.ChainHash()
+}
+
+// contentHash hashes fields with length prefixes, as chain does.
+func contentHash(fields ...[]byte) Hash {
+	h := sha256.New()
+	var n [8]byte
+	for _, f := range fields {
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write(f)
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
 }
 
 // chain hashes fields with length prefixes, so that no two different entries

@@ -399,7 +399,7 @@ func (w *batchTx) apply(r *request) (result, error) {
 		Unmatched:  unmatched,
 		PrevHash:   w.headHash,
 	}
-	e.Hash = e.ChainHash()
+	e.Hash = e.ChainHashIn(w.s.forms)
 	if err := w.asrun.Put(u64(e.Seq), encodeEntry(&e)); err != nil {
 		return result{}, fmt.Errorf("append as-run entry %d: %w", e.Seq, err)
 	}

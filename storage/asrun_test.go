@@ -41,7 +41,7 @@ func TestAppendEvent(t *testing.T) {
 	e := app.Entry
 	if app.Duplicate || e.Seq != 1 || e.Device != devs[0] || e.Station != "38001" || e.Airing != "a1" ||
 		e.DeviceSeq != 1 || e.Event != broadcast.EventReceived || !bytes.Equal(e.Payload, rec.Payload) ||
-		!e.ReceivedAt.Equal(rec.ReceivedAt) || !e.PrevHash.IsZero() || e.Hash != e.ChainHash() {
+		!e.ReceivedAt.Equal(rec.ReceivedAt) || !e.PrevHash.IsZero() || e.Hash != e.ChainHashIn(s.forms) {
 		t.Fatalf("entry %+v", e)
 	}
 	if app.UptoSeq != 1 || app.UptoHash != e.Hash {
@@ -615,7 +615,7 @@ func verifyFixture(b *testing.B, s *Store, n int) []byte {
 			for i := start; i < min(start+perTx, n); i++ {
 				e := &log[i]
 				e.PrevHash = prev
-				e.Hash = e.ChainHash()
+				e.Hash = e.ChainHashIn(s.forms)
 				prev = e.Hash
 				if err := bk.Put(u64(e.Seq), encodeEntry(e)); err != nil {
 					return err

@@ -117,7 +117,7 @@ func verifyChain(tb testing.TB, s *Store) uint64 {
 		if e.PrevHash != prev {
 			return fmt.Errorf("entry %d: prev hash %s, want %s", e.Seq, e.PrevHash, prev)
 		}
-		if got := e.ChainHash(); got != e.Hash {
+		if got := e.ChainHashIn(s.forms); got != e.Hash {
 			return fmt.Errorf("entry %d: hash %s, recomputed %s", e.Seq, e.Hash, got)
 		}
 		prev = e.Hash

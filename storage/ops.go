@@ -38,7 +38,7 @@ func (s *Store) appendOp(tx *bolt.Tx, op broadcast.OpEntry) (broadcast.OpEntry, 
 	if len(op.Detail) == 0 {
 		op.Detail = nil
 	}
-	op.Hash = op.ChainHash()
+	op.Hash = op.ChainHashIn(s.forms)
 	v, err := json.Marshal(op)
 	if err != nil {
 		return op, fmt.Errorf("encode operation %d: %w", op.Seq, err)

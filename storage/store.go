@@ -162,6 +162,10 @@ type Store struct {
 	// time, and its lock orders the goroutines that run them.
 	notes *recordNotes
 
+	// forms is where the logs switched to the second hash form
+	// (hashform.go); set by Open, never changed.
+	forms broadcast.HashForms
+
 	stats struct {
 		events, duplicates, rejected, unmatched, commits, checkpoints atomic.Uint64
 		commitNanos, applyNanos                                       atomic.Int64
@@ -268,7 +272,13 @@ func (s *Store) initSchema(path string) error {
 		meta := tx.Bucket(bktMeta)
 		v := meta.Get([]byte("schema"))
 		if v == nil {
-			return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
+			if err := meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion))); err != nil {
+				return err
+			}
+			if err := s.initHashForms(tx); err != nil {
+				return fmt.Errorf("open %s: %w", path, err)
+			}
+			return nil
 		}
 		n, err := strconv.Atoi(string(v))
 		if err != nil {
@@ -299,7 +309,12 @@ func (s *Store) initSchema(path string) error {
 			s.log.Info("upgraded the file's schema", "from", max(n, 3), "to", 4, "records_covered", covered)
 		}
 		if n < SchemaVersion {
-			return meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion)))
+			if err := meta.Put([]byte("schema"), []byte(strconv.Itoa(SchemaVersion))); err != nil {
+				return err
+			}
+		}
+		if err := s.initHashForms(tx); err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
 		}
 		return nil
 	})

@@ -157,7 +157,7 @@ func verifyOps(t *testing.T, s *Store, want uint64) {
 	var n uint64
 	must(t, s.Ops(0, func(op broadcast.OpEntry) error {
 		n++
-		if op.Seq != n || op.PrevHash != prev || op.ChainHash() != op.Hash {
+		if op.Seq != n || op.PrevHash != prev || op.ChainHashIn(s.forms) != op.Hash {
 			return fmt.Errorf("op %d does not verify", op.Seq)
 		}
 		prev = op.Hash
