@@ -60,15 +60,15 @@ const ActionSeal = "period.seal"
 
 // Manifest is manifest.json.
 type Manifest struct {
-	Format      string    `json:"format"`
-	Version     int       `json:"version"`
-	Period      string    `json:"period"`
-	Unit        string    `json:"unit,omitempty"`
-	Stations    []string  `json:"stations,omitempty"` // the stations below Unit
+	Format   string   `json:"format"`
+	Version  int      `json:"version"`
+	Period   string   `json:"period"`
+	Unit     string   `json:"unit,omitempty"`
+	Stations []string `json:"stations,omitempty"` // the stations below Unit
 	// UnitPath is Unit's path in the tree ("38/380"); with Withheld, the
 	// entries of other units are given as their content hashes only.
-	UnitPath string `json:"unit_path,omitempty"`
-	Withheld bool   `json:"withheld,omitempty"`
+	UnitPath    string    `json:"unit_path,omitempty"`
+	Withheld    bool      `json:"withheld,omitempty"`
 	TimeZone    string    `json:"time_zone"`
 	From        time.Time `json:"from"`        // the period's first instant
 	To          time.Time `json:"to"`          // the instant after the period
@@ -154,7 +154,7 @@ type BundleSpec struct {
 	// Sealed returns the figures sealed for a month, the stations' salts
 	// included (nil, nil: not sealed).
 	Sealed func(month broadcast.Month) ([]SealedFigure, error)
-	Now      time.Time      // when the bundle is made
+	Now    time.Time // when the bundle is made
 	// Generator names the program in the manifest ("loaxad 1.2.0").
 	Generator string
 	// TempDir is where the logs' segments are spooled before the bundle is

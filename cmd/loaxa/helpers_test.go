@@ -215,7 +215,7 @@ type memLog struct{ ops []broadcast.OpEntry }
 func (l *memLog) AsRun(uint64, func(broadcast.AsRunEntry) error) error { return nil }
 func (l *memLog) AsRunHead() (uint64, broadcast.Hash, error)           { return 0, broadcast.Hash{}, nil }
 func (l *memLog) AsRunBase() (uint64, broadcast.Hash, error)           { return 0, broadcast.Hash{}, nil }
-func (l *memLog) HashForms() (broadcast.HashForms, error)               { return broadcast.HashForms{}, nil }
+func (l *memLog) HashForms() (broadcast.HashForms, error)              { return broadcast.HashForms{}, nil }
 func (l *memLog) Device(id string) (broadcast.Device, error) {
 	return broadcast.Device{}, broadcast.Errorf(broadcast.ENotFound, "device %s not found", id)
 }
