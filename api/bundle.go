@@ -12,24 +12,24 @@ import (
 	"github.com/loaxa/loaxa/broadcast"
 )
 
-// Evidence bundles and seals (DESIGN.md, "Compliance"; the format is
-// described in package audit).
+// Evidence bundles and seals (DESIGN.md, "Compliance"; docs/evidence.md
+// describes the format, audit builds and checks it).
 //
 //	GET  /api/v1/audit/bundle?period=2026-12|2026-H2|2026[&unit=U]
-//	     admin, or an auditor of the whole tree: the tar.gz
+//	     admin or auditor. A token of the whole tree gets the whole log's
+//	     segment (unit= only records which stations the auditor is after);
+//	     a token of unit U (or unit= below it) gets U's bundle: U's
+//	     entries in full and every other unit's as its content hash, 409
+//	     when the period holds other units' entries chained before the
+//	     switch-over to content hashes (they cannot be left out)
 //	POST /api/v1/audit/seal?period=YYYY-MM
 //	     admin, or an auditor of the whole tree: 201 the seal; 409 when the
 //	     month or its 7 days of grace are not over, or it is sealed already
 //	GET  /api/v1/audit/seals
 //	     admin, auditor: every seal, its record decoded
 //
-// Why the whole tree. A bundle's as-run entries must be a contiguous run
-// of the hash chain to be verifiable, and the chain covers every entry's
-// payload, so a bundle holds every unit's entries of its period; unit=
-// only records which stations the auditor is after. A token scoped to a
-// unit would read other units' evidence through it, so it is refused (403);
-// GET /api/v1/asrun gives such a token its unit's entries. A seal likewise
-// fixes the whole log.
+// A seal fixes the whole log and every station's figures, so it needs the
+// whole tree.
 //
 // Why auditors may seal, though API.md has them "write nothing": a seal
 // changes no record; it writes down, in the operations log, hashes that
@@ -50,11 +50,19 @@ type opAppender interface {
 	AppendOp(ctx context.Context, op broadcast.OpEntry) (broadcast.OpEntry, error)
 }
 
+// figureStore is what sealed figures need of the store; *storage.Store has
+// it (asserted, as opAppender is).
+type figureStore interface {
+	FiguresKey() ([]byte, error)
+	AppendSeal(ctx context.Context, op broadcast.OpEntry, month broadcast.Month, figures []byte) (broadcast.OpEntry, error)
+	SealedFigures(month broadcast.Month) ([]byte, error)
+}
+
 // wholeTree refuses tokens scoped to a unit, for what covers every unit.
 func wholeTree(tok broadcast.Token, what string) error {
 	if tok.UnitPath != "" {
 		return broadcast.Errorf(broadcast.EForbidden,
-			"%s covers the whole log, every unit's entries (the hash chain cannot be checked with some left out), so it needs a token of the whole tree; this token is for unit %s (GET /api/v1/asrun gives its entries)",
+			"%s covers every unit's entries and figures, so it needs a token of the whole tree; this token is for unit %s (GET /api/v1/asrun gives its entries, GET /api/v1/audit/bundle its evidence)",
 			what, tok.Unit)
 	}
 	return nil
@@ -68,35 +76,104 @@ func wholeTreeOnly(tok broadcast.Token, what, why string) error {
 	return nil
 }
 
-func (s *Server) bundle(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
-	if err := wholeTree(tok, "an evidence bundle"); err != nil {
-		s.error(w, r, err)
-		return
+// planOf is what period required of stations (path: the unit they lie
+// below, "" for all): their airings of its months as planned, their enabled
+// devices, the policy.
+func (s *Server) planOf(period broadcast.Period, path string, stations []broadcast.Station) (*audit.Plan, error) {
+	plan := &audit.Plan{Months: period.Months, Policy: s.opts.Policy, Stations: []audit.PlanStation{}, Airings: []audit.PlanAiring{}}
+	ids := make([]string, 0, len(stations))
+	ours := map[string]bool{}
+	for _, st := range stations {
+		ids = append(ids, st.ID)
+		ours[st.ID] = true
 	}
+	enabled := map[string]int{}
+	err := s.opts.Store.StationMonths(ids, period.Months[:1], func(st string, _ broadcast.Month, _ []broadcast.AiringSummary, n int) error {
+		enabled[st] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("plan of %s: %w", period.Name, err)
+	}
+	for _, st := range stations {
+		plan.Stations = append(plan.Stations, audit.PlanStation{ID: st.ID, Name: st.Name, Unit: st.Unit, Devices: enabled[st.ID]})
+	}
+	for _, m := range period.Months {
+		airings, err := s.opts.Store.QueryAirings(broadcast.AiringFilter{Month: m, StationPath: path})
+		if err != nil {
+			return nil, fmt.Errorf("plan of %s: %w", period.Name, err)
+		}
+		for _, a := range airings {
+			// Emergency broadcasts are owed nothing (audit.Judge).
+			if ours[a.Station] && a.Kind != broadcast.KindEmergency {
+				plan.Airings = append(plan.Airings, audit.PlanAiringOf(a))
+			}
+		}
+	}
+	return plan, nil
+}
+
+// sealedFigures reads the figures kept with a month's seal (nil: none).
+func (s *Server) sealedFigures(month broadcast.Month) ([]audit.SealedFigure, error) {
+	fs, ok := s.opts.Store.(figureStore)
+	if !ok {
+		return nil, nil
+	}
+	b, err := fs.SealedFigures(month)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	var figs []audit.SealedFigure
+	if err := json.Unmarshal(b, &figs); err != nil {
+		return nil, fmt.Errorf("sealed figures of %s: %w", month, err)
+	}
+	return figs, nil
+}
+
+func (s *Server) bundle(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	q := r.URL.Query()
 	period, err := broadcast.ParsePeriod(q.Get("period"))
 	if err != nil {
 		s.error(w, r, broadcast.FieldError(broadcast.EInvalid, "period", "%v", err))
 		return
 	}
-	spec := audit.BundleSpec{Period: period, Location: s.opts.Location, Now: s.opts.Now(), Generator: "loaxad", TempDir: s.opts.TempDir}
+	spec := audit.BundleSpec{Period: period, Location: s.opts.Location, Now: s.opts.Now(), Generator: "loaxad", TempDir: s.opts.TempDir, Sealed: s.sealedFigures}
 	name := "loaxa-evidence-" + period.Name
-	if code := q.Get("unit"); code != "" {
+	code := q.Get("unit")
+	if code == "" && tok.UnitPath != "" {
+		code = tok.Unit
+	}
+	path := ""
+	if code != "" {
 		u, err := s.opts.Store.Unit(code)
 		if err != nil {
 			s.error(w, r, err)
 			return
 		}
-		stations, err := s.opts.Store.Stations(u.Path)
-		if err != nil {
+		if err := scope(tok, u.Path, "unit "+u.Code); err != nil {
 			s.error(w, r, err)
 			return
 		}
-		spec.Unit = u.Code
+		path = u.Path
+		spec.Unit, spec.UnitPath = u.Code, u.Path
+		// A token of a unit reads its unit's entries only; the others'
+		// are given as their content hashes, which keep the chain whole.
+		spec.Withhold = tok.UnitPath != ""
+		name += "-" + u.Code
+	}
+	stations, err := s.opts.Store.Stations(path)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	if code != "" {
 		for _, st := range stations {
 			spec.Stations = append(spec.Stations, st.ID)
 		}
-		name += "-" + u.Code
+	}
+	if spec.Plan, err = s.planOf(period, path, stations); err != nil {
+		s.error(w, r, err)
+		return
 	}
 	// WriteBundle reads everything before it writes: until the first byte,
 	// an error can still be answered with a status and a message.
@@ -162,9 +239,29 @@ func (s *Server) seal(w http.ResponseWriter, r *http.Request, tok broadcast.Toke
 		s.error(w, r, fmt.Errorf("seal %s: the store cannot append to the operations log", month))
 		return
 	}
+	fs, figures := s.opts.Store.(figureStore)
+	var (
+		plan *audit.Plan
+		key  []byte
+	)
+	if figures {
+		stations, err := s.opts.Store.Stations("")
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if plan, err = s.planOf(broadcast.Period{Name: string(month), Months: []broadcast.Month{month}}, "", stations); err != nil {
+			s.error(w, r, err)
+			return
+		}
+		if key, err = fs.FiguresKey(); err != nil {
+			s.error(w, r, err)
+			return
+		}
+	}
 	sealMu.Lock()
 	defer sealMu.Unlock()
-	rec, err := audit.Seal(r.Context(), s.opts.Store, month, s.opts.Location, s.opts.Now())
+	rec, figs, err := audit.SealWithFigures(r.Context(), s.opts.Store, month, s.opts.Location, s.opts.Now(), plan, key)
 	if err != nil {
 		s.error(w, r, err)
 		return
@@ -174,8 +271,19 @@ func (s *Server) seal(w http.ResponseWriter, r *http.Request, tok broadcast.Toke
 		s.error(w, r, err)
 		return
 	}
-	logged, err := store.AppendOp(r.Context(), op)
-	if err != nil {
+	var logged broadcast.OpEntry
+	if figures {
+		b, err := json.Marshal(figs)
+		if err != nil {
+			s.error(w, r, fmt.Errorf("seal %s: %w", month, err))
+			return
+		}
+		logged, err = fs.AppendSeal(r.Context(), op, month, b)
+		if err != nil {
+			s.error(w, r, err)
+			return
+		}
+	} else if logged, err = store.AppendOp(r.Context(), op); err != nil {
 		s.error(w, r, err)
 		return
 	}

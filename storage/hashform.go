@@ -1,6 +1,9 @@
 package storage
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 
@@ -20,6 +23,9 @@ var metaHashForms = []byte("hash_forms")
 
 // initHashForms reads the switch-over, or sets and records it.
 func (s *Store) initHashForms(tx *bolt.Tx) error {
+	if err := initFiguresKey(tx); err != nil {
+		return err
+	}
 	meta := tx.Bucket(bktMeta)
 	if v := meta.Get(metaHashForms); v != nil {
 		if err := json.Unmarshal(v, &s.forms); err != nil || s.forms.AsRunFrom == 0 || s.forms.OplogFrom == 0 {
@@ -58,3 +64,73 @@ func (s *Store) initHashForms(tx *bolt.Tx) error {
 
 // HashForms returns where the logs switched to broadcast.HashForm2.
 func (s *Store) HashForms() (broadcast.HashForms, error) { return s.forms, nil }
+
+// metaFiguresKey is the key of the salts of sealed figures (audit.FigureSalt):
+// 32 random bytes made when the file is first opened, never shown. A
+// bundle gives the salts of its own stations' figures and only the salted
+// hashes of the others', which their few possible values cannot be tried
+// against without it.
+var metaFiguresKey = []byte("figures_key")
+
+// sealedFiguresPrefix + month is the JSON of a sealed month's figures, with
+// their salts, as the seal (an operations-log entry) hashes them.
+const sealedFiguresPrefix = "sealed_figures/"
+
+func initFiguresKey(tx *bolt.Tx) error {
+	meta := tx.Bucket(bktMeta)
+	if len(meta.Get(metaFiguresKey)) == 32 {
+		return nil
+	}
+	var k [32]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return fmt.Errorf("figures key: %w", err)
+	}
+	return meta.Put(metaFiguresKey, k[:])
+}
+
+// FiguresKey returns the key of the sealed figures' salts.
+func (s *Store) FiguresKey() ([]byte, error) {
+	var k []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		k = bytes.Clone(tx.Bucket(bktMeta).Get(metaFiguresKey))
+		return nil
+	})
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("figures key: %d bytes, %v", len(k), err)
+	}
+	return k, nil
+}
+
+// AppendSeal appends a seal's operations-log entry and keeps the month's
+// sealed figures (JSON) beside it, in one transaction.
+func (s *Store) AppendSeal(ctx context.Context, op broadcast.OpEntry, month broadcast.Month, figures []byte) (broadcast.OpEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return op, err
+	}
+	var logged broadcast.OpEntry
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		s.gen.Add(1) // as in update: the writer's cache is for it alone
+		var err error
+		if logged, err = s.appendOp(tx, op); err != nil {
+			return err
+		}
+		return tx.Bucket(bktMeta).Put([]byte(sealedFiguresPrefix+string(month)), figures)
+	})
+	if err != nil {
+		return op, fmt.Errorf("seal %s: %w", month, s.dbErr(err))
+	}
+	return logged, nil
+}
+
+// SealedFigures returns the figures kept with month's seal (nil: none).
+func (s *Store) SealedFigures(month broadcast.Month) ([]byte, error) {
+	var v []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		v = bytes.Clone(tx.Bucket(bktMeta).Get([]byte(sealedFiguresPrefix + string(month))))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sealed figures of %s: %w", month, err)
+	}
+	return v, nil
+}

@@ -24,6 +24,7 @@ const (
 	exitConflict    = 5
 	exitUnavailable = 6
 	exitVerify      = 7
+	exitUnsealed    = 8
 )
 
 const defaultURL = "http://127.0.0.1:8080"
@@ -489,7 +490,10 @@ func exitCode(err error) int {
 	var ae *apiError
 	var un *unavailableError
 	var vf *verifyFailed
+	var us *unsealedError
 	switch {
+	case errors.As(err, &us):
+		return exitUnsealed
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.As(err, &ae):

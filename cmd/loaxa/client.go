@@ -58,6 +58,14 @@ func (e *verifyFailed) Error() string {
 	return fmt.Sprintf("verification found %d problem(s)", e.problems)
 }
 
+// unsealedError is a bundle that checks out but whose period is not
+// (wholly) sealed, under --require-sealed: exit 8.
+type unsealedError struct{ months []string }
+
+func (e *unsealedError) Error() string {
+	return fmt.Sprintf("the bundle is not sealed: no seal of %s (--require-sealed)", strings.Join(e.months, ", "))
+}
+
 // errStalled cancels a transfer that made no progress for --timeout.
 var errStalled = errors.New("no progress")
 

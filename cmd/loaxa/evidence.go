@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/loaxa/loaxa/audit"
 )
 
 // stationMonth is a compliance row of API.md.
@@ -255,32 +257,48 @@ func (c *cli) printReport(period, unit string, totals map[string]int, rows []sta
 
 func auditVerifyCommand() *command {
 	return &command{
-		name: "audit verify", args: "[--bundle FILE]",
+		name: "audit verify", args: "[--bundle FILE [--require-sealed]]",
 		summary: "verify the evidence: the daemon's logs, or a bundle offline",
 		about: `Checks the hash chains of the as-run log and the operations log, every
 entry's hash, their numbering and each device's signature. Without
 --bundle the daemon checks its own logs (auditor role). With --bundle the
 check runs here, offline, on a bundle from 'loaxa audit bundle': it needs
-neither the daemon nor a token, and trusts nothing but the bundle.
+neither the daemon nor a token, and trusts nothing but the bundle. It
+also says whether the period was over when the bundle was made and whether
+its months are sealed, and recomputes, from the bundle alone, each of its
+stations' months (required, aired, status) and compares them with the
+figures the daemon sealed: a station whose sealed figure differs is named.
+A unit's bundle holds the other units' entries as hashes only: their
+chain is checked, their content cannot be.
 
-Exits 7 when problems are found, after listing them.`,
+Exits 7 when problems are found, after listing them; with --require-sealed,
+8 when the bundle checks out but a month of its period is not sealed.`,
 		example: `  loaxa audit verify
-  loaxa audit verify --bundle evidence-thanh-hoa-2026-12.tar.gz`,
+  loaxa audit verify --bundle evidence-thanh-hoa-2026-12.tar.gz
+  loaxa audit verify --bundle evidence-2026-12-380.tar.gz --require-sealed`,
 		output: true,
 		setup: func(fs *flag.FlagSet) action {
 			bundle := fs.String("bundle", "", "`FILE` a bundle to verify offline")
+			requireSealed := fs.Bool("require-sealed", false, "with --bundle: fail (exit 8) unless every month of the bundle's period is sealed")
 			return func(ctx context.Context, c *cli, args []string, out outputMode) error {
 				if err := noArgs(args); err != nil {
 					return err
 				}
+				if *requireSealed && *bundle == "" {
+					return usagef("--require-sealed goes with --bundle FILE")
+				}
 				var raw []byte
 				var res verifyResult
+				var bv *bundleVerdict
+				var manifest audit.Manifest
 				if *bundle != "" {
-					r, err := verifyBundle(*bundle)
+					b, err := verifyBundle(*bundle)
 					if err != nil {
 						return fmt.Errorf("verify %s: %w", *bundle, err)
 					}
-					if raw, err = json.Marshal(r); err != nil {
+					v := verdictOf(b)
+					bv, manifest = &v, b.Manifest
+					if raw, err = json.Marshal(v); err != nil {
 						return fmt.Errorf("verify %s: %w", *bundle, err)
 					}
 					if err := decode(raw, &res, "the bundle's verdict"); err != nil {
@@ -296,11 +314,22 @@ Exits 7 when problems are found, after listing them.`,
 					if err := printJSON(c.stdout, raw); err != nil {
 						return err
 					}
-				} else if err := c.printVerdict(res); err != nil {
-					return err
+				} else {
+					if bv != nil {
+						if err := c.printBundle(*bv, manifest); err != nil {
+							return err
+						}
+						fmt.Fprintln(c.stdout)
+					}
+					if err := c.printVerdict(res); err != nil {
+						return err
+					}
 				}
 				if !res.OK {
 					return &verifyFailed{problems: len(res.Problems)}
+				}
+				if *requireSealed && len(bv.Unsealed) > 0 {
+					return &unsealedError{months: bv.Unsealed}
 				}
 				return nil
 			}

@@ -35,6 +35,7 @@
 //	5  conflict (409): overlap, frozen, wrong state
 //	6  the daemon or the network is unavailable (5xx, connection refused, timeout)
 //	7  verification found problems (audit verify)
+//	8  the bundle verified but is not sealed (audit verify --bundle --require-sealed)
 package main
 
 import (
