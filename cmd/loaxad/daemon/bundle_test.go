@@ -71,14 +71,16 @@ func TestEvidenceBundle(t *testing.T) {
 		t.Fatalf("manifest: %v %+v", err, m)
 	}
 
-	// Who gets bundles: the whole tree only.
+	// Who gets bundles: auditors, of their unit or the whole tree.
 	for _, tc := range []struct {
 		token, query string
 		want         int
 	}{
 		{f.admin, "period=2026-H2&unit=380", 200},
-		{f.auditor, "period=2026-12", 403}, // an auditor of district 380
-		{f.lan, "period=2026-12", 403},     // an operator
+		{f.auditor, "period=2026-12", 200},            // an auditor of district 380: its bundle
+		{f.auditor, "period=2026-12&unit=14755", 200}, // of a commune of it
+		{f.auditor, "period=2026-12&unit=381", 403},   // of another district
+		{f.lan, "period=2026-12", 403},                // an operator
 		{"", "period=2026-12", 401},
 		{province.Token, "period=2026-13", 422},
 		{province.Token, "period=2026-12&unit=99999999", 404},
@@ -121,10 +123,28 @@ func TestEvidenceBundle(t *testing.T) {
 	if len(seals.Seals) != 1 {
 		t.Fatalf("seals: %s", seals.Seals)
 	}
+	if sealed.Seal.Figures == nil || sealed.Seal.Figures.Stations == 0 {
+		t.Fatalf("the seal records no figures: %+v", sealed.Seal)
+	}
 	resp = bundleGet(t, f, "/api/v1/audit/bundle?period=2026-11", f.admin)
 	bundleSave(t, resp, path)
 	if res, err := audit.VerifyBundleFile(path); err != nil || !res.OK {
 		t.Fatalf("the sealed month's bundle: %v %+v", err, res)
+	}
+	// District 380's auditor gets its own sealed November: its stations'
+	// figures, recomputed offline, are the sealed ones.
+	resp = bundleGet(t, f, "/api/v1/audit/bundle?period=2026-11", f.auditor)
+	bundleSave(t, resp, path)
+	bf, _ = os.Open(path)
+	nov, err := audit.CheckBundleFigures(bf, "")
+	bf.Close()
+	if err != nil || !nov.Result.OK || len(nov.Sealed) != 1 || len(nov.Figures) == 0 || len(nov.Figures) >= sealed.Seal.Figures.Stations {
+		t.Fatalf("district 380's sealed November: %v %+v sealed %v, %d figures", err, nov.Result, nov.Sealed, len(nov.Figures))
+	}
+	for _, fc := range nov.Figures {
+		if !fc.Match || fc.Required != 4 || fc.Aired != 0 || fc.Status != audit.NonCompliant {
+			t.Fatalf("station %s's November: %+v, sealed %+v", fc.Station, fc.Figure, fc.Sealed)
+		}
 	}
 
 	// Tampering with a copy of the database: one byte of one entry's
