@@ -310,3 +310,39 @@ func (s *Server) seals(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"seals": out})
 }
+
+// sealedMonths are the seals of period's months that recorded figures,
+// with the figures kept beside them.
+func (s *Server) sealedMonths(period broadcast.Period) (map[broadcast.Month]audit.SealedMonth, error) {
+	months := map[string]bool{}
+	for _, m := range period.Months {
+		months[string(m)] = true
+	}
+	out := map[broadcast.Month]audit.SealedMonth{}
+	err := s.opts.Store.Ops(0, func(o broadcast.OpEntry) error {
+		if o.Action != audit.ActionSeal || !months[o.Subject] {
+			return nil
+		}
+		var rec audit.SealRecord
+		if err := json.Unmarshal(o.Detail, &rec); err != nil {
+			return fmt.Errorf("seal record in operation %d: %w", o.Seq, err)
+		}
+		if rec.Figures == nil {
+			return nil
+		}
+		figs, err := s.sealedFigures(broadcast.Month(o.Subject))
+		if err != nil || figs == nil {
+			return err
+		}
+		sm := audit.SealedMonth{Op: o.Seq, At: o.At, LastSeq: rec.AsRun.LastSeq, Figures: make(map[string]audit.Figure, len(figs))}
+		for _, f := range figs {
+			sm.Figures[f.Station] = f.Figure
+		}
+		out[broadcast.Month(o.Subject)] = sm
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seals of %s: %w", period.Name, err)
+	}
+	return out, nil
+}

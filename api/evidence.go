@@ -287,7 +287,16 @@ func (s *Server) compliance(w http.ResponseWriter, r *http.Request, tok broadcas
 		s.error(w, r, err)
 		return
 	}
+	seals, err := s.sealedMonths(period)
+	if err != nil {
+		s.error(w, r, err)
+		return
+	}
+	// A sealed month's figures are the sealed ones; what came after the
+	// seal is the report's addendum.
+	late := audit.ApplySeals(rows, seals)
 	rep := audit.NewReport(spec, rows)
+	rep.Addendum = late
 	disposition := "attachment" // the documents are files to save and file
 	if format == audit.FormatJSON || format == audit.FormatHTML {
 		disposition = "inline"

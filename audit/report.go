@@ -53,6 +53,9 @@ type Report struct {
 	Units      []UnitTable
 	Totals     Tally
 	Exceptions []Exception
+	// Addendum is the evidence received after the seals of the period's
+	// months (ApplySeals): the figures above are the sealed ones.
+	Addendum []Late
 }
 
 // UnitTable is the table of one unit: its stations over the period.

@@ -32,6 +32,11 @@ type document struct {
 	Exceptions      docTable
 	NoExceptions    string // said instead of an empty table
 
+	// The addendum: evidence received after a month's seal, one line a
+	// station-month; none, no section.
+	AddendumTitle string
+	Addendum      []string
+
 	Recipients     string
 	RecipientsList string
 	PreparedBy     string
@@ -92,6 +97,13 @@ func newDocument(r Report, t *texts) document {
 		d.Notes = append(d.Notes, s)
 	}
 	d.Notes = append(d.Notes, t.rule)
+	if len(r.Addendum) > 0 {
+		d.AddendumTitle = t.sectionAddendum
+		d.Addendum = append(d.Addendum, t.addendumIntro)
+		for _, l := range r.Addendum {
+			d.Addendum = append(d.Addendum, t.lateText(l))
+		}
+	}
 
 	d.Summary = docTable{Columns: []docColumn{
 		{Label: t.colNo, Width: 10, Align: "C", XLSX: 6},

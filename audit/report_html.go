@@ -77,7 +77,9 @@ footer .sign { text-align: center; width: 50%; } footer .sign i { display: block
 {{template "table" .}}{{end}}
 <h2>{{.ExceptionsTitle}}</h2>
 {{if .NoExceptions}}<p class="note">{{.NoExceptions}}</p>{{else}}{{template "table" .Exceptions}}{{end}}
-<footer>
+{{if .Addendum}}<h2>{{.AddendumTitle}}</h2>
+{{range .Addendum}}<p class="note">{{.}}</p>
+{{end}}{{end}}<footer>
 <div class="recipients"><b>{{.Recipients}}</b><br>{{range lines .RecipientsList}}{{.}}<br>{{end}}</div>
 <div class="sign"><b>{{.PreparedBy}}</b><i>{{.SignHint}}</i></div>
 </footer>

@@ -23,6 +23,14 @@ type reportJSON struct {
 	Rows        []StationMonth  `json:"rows"`
 	Units       []unitJSON      `json:"units"`
 	Exceptions  []exceptionJSON `json:"exceptions"`
+	Addendum    []lateJSON      `json:"addendum"`
+}
+
+// lateJSON is an addendum line: the station-month, its sealed figure, what
+// the evidence gives now, the late entries, and the line for a person.
+type lateJSON struct {
+	Late
+	Text string `json:"text"`
 }
 
 type unitJSON struct {
@@ -62,7 +70,10 @@ func writeReportJSON(w io.Writer, r Report, t *texts) error {
 	out := reportJSON{
 		Period: r.Period.Name, PeriodTitle: t.periodTitle(r.Period), Unit: r.Unit.Code, UnitName: r.Unit.Name,
 		GeneratedAt: r.GeneratedAt, Lang: t.lang, Rows: r.Rows,
-		Units: []unitJSON{}, Exceptions: []exceptionJSON{},
+		Units: []unitJSON{}, Exceptions: []exceptionJSON{}, Addendum: []lateJSON{},
+	}
+	for _, l := range r.Addendum {
+		out.Addendum = append(out.Addendum, lateJSON{Late: l, Text: t.lateText(l)})
 	}
 	if out.Rows == nil {
 		out.Rows = []StationMonth{}
@@ -111,8 +122,8 @@ func streamJSON(w io.Writer, out reportJSON) error {
 		_, err := bw.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 		return err
 	}
-	rows, units, exceptions := out.Rows, out.Units, out.Exceptions
-	out.Rows, out.Units, out.Exceptions = nil, nil, nil
+	rows, units, exceptions, addendum := out.Rows, out.Units, out.Exceptions, out.Addendum
+	out.Rows, out.Units, out.Exceptions, out.Addendum = nil, nil, nil, nil
 	// The fields before rows, in their order, without the closing brace.
 	buf.Reset()
 	if err := enc.Encode(out); err != nil {
@@ -142,7 +153,7 @@ func streamJSON(w io.Writer, out reportJSON) error {
 	for _, f := range []struct {
 		name string
 		v    any
-	}{{`],"units":`, units}, {`,"exceptions":`, exceptions}} {
+	}{{`],"units":`, units}, {`,"exceptions":`, exceptions}, {`,"addendum":`, addendum}} {
 		if _, err := bw.WriteString(f.name); err != nil {
 			return err
 		}

@@ -83,6 +83,12 @@ func writeReportPDF(w io.Writer, r Report, t *texts) error {
 	} else {
 		p.table(d.Exceptions)
 	}
+	if len(d.Addendum) > 0 {
+		p.section(d.AddendumTitle)
+		for _, l := range d.Addendum {
+			p.paragraph(l, "", 11)
+		}
+	}
 	p.signature()
 	if err := f.Output(w); err != nil {
 		return fmt.Errorf("pdf: %w", err)

@@ -301,6 +301,17 @@ func writeXLSXDocument(f *excelize.File, sheet string, d document, st xlsxStyles
 		return err
 	}
 	s.row++
+	if len(d.Addendum) > 0 {
+		if err := s.line(d.AddendumTitle, st.section, 20); err != nil {
+			return err
+		}
+		for _, l := range d.Addendum {
+			if err := s.line(l, st.note, 0); err != nil {
+				return err
+			}
+		}
+		s.row++
+	}
 	// Signature block: recipients on the left, the preparer on the right.
 	sign := []struct {
 		left, right           string
