@@ -101,8 +101,8 @@ var vietnamese = &texts{
 	sectionSummary: "I. TỔNG HỢP", sectionUnits: "II. KẾT QUẢ THEO ĐƠN VỊ", sectionExceptions: "III. CÁC BUỔI PHÁT KHÔNG THÀNH CÔNG",
 	sectionAddendum: "IV. PHỤ LỤC: CHỨNG CỨ NHẬN SAU KHI NIÊM PHONG",
 	addendumIntro:   "Số liệu các tháng đã niêm phong ở trên là số liệu đã niêm phong. Chứng cứ nhận sau khi niêm phong được ghi vào nhật ký phát sóng và nêu dưới đây, không làm thay đổi số liệu đó.",
-	noExceptions: "Không có buổi phát nào bị bỏ lỡ, lỗi hoặc bị hủy.",
-	summaryLine:  "Tổng số %d đài: đạt %d (%s); đang thực hiện %d; có nguy cơ không đạt %d; không đạt %d. Đã phát %d/%d lần theo yêu cầu.",
+	noExceptions:    "Không có buổi phát nào bị bỏ lỡ, lỗi hoặc bị hủy.",
+	summaryLine:     "Tổng số %d đài: đạt %d (%s); đang thực hiện %d; có nguy cơ không đạt %d; không đạt %d. Đã phát %d/%d lần theo yêu cầu.",
 
 	colNo: "STT", colUnit: "Đơn vị", colStation: "Đài", colCode: "Mã", colStations: "Số đài", colRequired: "Yêu cầu", colAired: "Đã phát",
 	colPending: "Còn chờ", colMonthsCompliant: "Số tháng đạt", colStatus: "Trạng thái", colCoverage: "Tỷ lệ thiết bị", colDevices: "Số thiết bị",
@@ -171,8 +171,8 @@ var english = &texts{
 	sectionSummary: "I. SUMMARY", sectionUnits: "II. RESULTS BY UNIT", sectionExceptions: "III. AIRINGS THAT DID NOT AIR",
 	sectionAddendum: "IV. ADDENDUM: EVIDENCE RECEIVED AFTER THE SEAL",
 	addendumIntro:   "The figures of sealed months above are the sealed figures. Evidence received after a month was sealed is in the as-run log and listed below; it does not change them.",
-	noExceptions: "No airing was missed, failed or cancelled.",
-	summaryLine:  "%d stations: %d compliant (%s); %d in progress; %d at risk; %d non-compliant. %d of %d required airings aired.",
+	noExceptions:    "No airing was missed, failed or cancelled.",
+	summaryLine:     "%d stations: %d compliant (%s); %d in progress; %d at risk; %d non-compliant. %d of %d required airings aired.",
 
 	colNo: "No.", colUnit: "Unit", colStation: "Station", colCode: "Code", colStations: "Stations", colRequired: "Required", colAired: "Aired",
 	colPending: "Pending", colMonthsCompliant: "Months compliant", colStatus: "Status", colCoverage: "Device coverage", colDevices: "Devices",
