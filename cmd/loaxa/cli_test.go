@@ -1,7 +1,13 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -211,6 +217,23 @@ func TestOperatorsMonth(t *testing.T) {
 		t.Fatalf("audit seal: %v", r)
 	}
 	must(t, 5, url, inspector, "audit", "seal", "--period", "2026-11")
+	// The sealed November of province 38: the table is recomputed from the
+	// bundle and matches the seal, station by station; a bundle whose plan
+	// was changed names the stations whose sealed figure it no longer gives.
+	november := filepath.Join(t.TempDir(), "evidence-38-2026-11.tar.gz")
+	must(t, 0, url, auditor, "audit", "bundle", "--period", "2026-11", "-o", november)
+	r = must(t, 0, "", "", "audit", "verify", "--bundle", november, "--require-sealed")
+	if !strings.Contains(r.stdout, "sealed:      yes: 2026-11") || !strings.Contains(r.stdout, "14755    Phường Hàm Rồng") ||
+		strings.Contains(r.stdout, "MISMATCH") || !strings.Contains(r.stdout, "matches") {
+		t.Fatalf("audit verify --bundle of a sealed month: %v", r)
+	}
+	changed := rewriteBundle(t, november, "required.json", func(b []byte) []byte {
+		return bytes.Replace(b, []byte(`"MinReplays": 3`), []byte(`"MinReplays": 2`), 1)
+	})
+	r = must(t, exitVerify, "", "", "audit", "verify", "--bundle", changed)
+	if !strings.Contains(r.stdout, "MISMATCH: sealed aired 0 of 4") || !strings.Contains(r.stdout, "station 14755, 2026-11: the bundle's evidence gives aired 0 of 3") {
+		t.Fatalf("audit verify --bundle with a changed plan: %v", r)
+	}
 	must(t, 3, url, inspector, "audit", "purge", "--before", "2026-12")
 	if r = must(t, 5, url, d.admin, "audit", "purge", "--before", "2026-12"); !strings.Contains(r.stderr, "kept until 2031-11-30") {
 		t.Fatalf("audit purge within the retention: %v", r)
@@ -361,4 +384,62 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	must(t, 3, d.url, secret, "station", "list", "--unit", "380")
 	must(t, 4, d.url, d.admin, "token", "revoke", id)
+}
+
+// rewriteBundle writes a copy of the bundle at path with one file changed
+// by edit and the manifest made to agree, as a forger would.
+func rewriteBundle(t *testing.T, path, name string, edit func([]byte) []byte) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gz, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	var names []string
+	files := map[string][]byte{}
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, hdr.Name)
+		if files[hdr.Name], err = io.ReadAll(tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := files[name]
+	files[name] = edit(before)
+	if bytes.Equal(before, files[name]) {
+		t.Fatalf("the edit changed nothing in %s", name)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(files["manifest.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(files[name])
+	m["files"].(map[string]any)[name] = map[string]any{"sha256": hex.EncodeToString(sum[:]), "size": len(files[name])}
+	files["manifest.json"], _ = json.Marshal(m)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(files[n])
+	}
+	tw.Close()
+	zw.Close()
+	out := filepath.Join(t.TempDir(), "changed-"+filepath.Base(path))
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
