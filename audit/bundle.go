@@ -567,7 +567,10 @@ manifest.json  what the bundle covers: the period, the as-run and operations
                entries, the chain hash before the first entry (prev_hash) and
                of the last (last_hash) of each, and the sha256 of every other
                file.
-devices.json   every device in the segment: its station and ed25519 public key.
+devices.json   every device whose entries are here in full: its station and
+               ed25519 public key.
+required.json  what the period required of the bundle's stations (their planned
+               airings, the policy) and the sealed figures of those stations.
 asrun.jsonl    one as-run entry per line; "payload" is base64 of the exact bytes
                the device signed and sent. "unmatched", where present, says
                that the event named no airing of its station when it was
@@ -575,6 +578,10 @@ asrun.jsonl    one as-run entry per line; "payload" is base64 of the exact bytes
                Like "station", it is the daemon's note, not covered by the
                hash; the payload is the evidence.
 oplog.jsonl    one operations-log entry per line: who did what.
+
+A bundle of a unit holds the other units' entries of both logs as their
+content hash only ("content_hash", no payload, device or station): their
+place in the chain is checked, their content cannot be.
 
 Devices send late what they played while offline, so entries received up to
 7 days after the period still belong to it. The entries are contiguous, so that
@@ -589,7 +596,11 @@ checks, offline: every file against its sha256 in the manifest; the hash
 chain of both logs from the manifest's prev_hash (a changed, deleted,
 inserted or reordered entry is named); that each chain ends at the
 manifest's last_hash; every device signature with the keys in devices.json;
-and the seals below against the entries they name.
+and the seals below against the entries they name. It recomputes each
+station's month (required, aired, status) from the entries and
+required.json and compares it with the figures the daemon sealed, and says
+whether the period was over and sealed (--require-sealed: exit 8 if not).
+docs/evidence.md in loaxa's sources describes this file.
 
 What the manifest cannot prove alone
 ------------------------------------
