@@ -281,3 +281,31 @@ func TestUnitBundleBeforeTheSwitchOver(t *testing.T) {
 		t.Fatalf("whole tree across the switch-over:\n%s", problemsOf(c.Result))
 	}
 }
+
+// The figures follow the daemon's rules on what the hash covers: a play
+// claimed later than its receipt counts for nothing, whatever the entry's
+// unhashed mark says, and so does a play started after its airing was
+// cancelled; one started before the cancellation counts.
+func TestFiguresJudgeEventsAsTheDaemonDoes(t *testing.T) {
+	l := newMemLog(t, "14755-01")
+	l.forms = broadcast.HashForms{AsRunFrom: 1, OplogFrom: 1}
+	plan := &Plan{Months: []broadcast.Month{"2026-12"}, Policy: broadcast.DefaultPolicy(), Stations: []PlanStation{{ID: "14755", Devices: 1}}}
+	for i := range 4 {
+		start := time.Date(2026, 12, 2+7*i, 6, 0, 0, 0, ict)
+		plan.Airings = append(plan.Airings, PlanAiring{ID: fmt.Sprintf("A%d", i), Station: "14755", Month: "2026-12", Kind: broadcast.KindReplay,
+			Start: start, NotAfter: start.Add(time.Hour), Planned: broadcast.StatusPlanned, Audio: broadcast.Audio{SHA256: unitAudioSHA, DurationMS: 900_000}})
+	}
+	plan.Airings[2].Planned, plan.Airings[2].CancelledAt = broadcast.StatusCancelled, plan.Airings[2].Start.Add(-time.Hour)
+	plan.Airings[3].Planned, plan.Airings[3].CancelledAt = broadcast.StatusCancelled, plan.Airings[3].Start.Add(time.Hour)
+	l.played(t, "14755-01", plan.Airings[0], plan.Airings[0].Start.Add(20*time.Minute)) // counts
+	l.played(t, "14755-01", plan.Airings[1], plan.Airings[1].Start.Add(-24*time.Hour))  // a play a day ahead of its receipt
+	l.played(t, "14755-01", plan.Airings[2], plan.Airings[2].Start.Add(20*time.Minute)) // after the cancellation
+	l.played(t, "14755-01", plan.Airings[3], plan.Airings[3].Start.Add(20*time.Minute)) // before it: counts
+	_, figs, err := SealWithFigures(context.Background(), l, "2026-12", ict, time.Date(2027, 1, 10, 0, 0, 0, 0, ict), plan, []byte("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(figs) != 1 || figs[0].Aired != 2 {
+		t.Fatalf("figures: %+v, want 2 aired (the future play and the play after the cancellation count for nothing)", figs)
+	}
+}

@@ -52,6 +52,9 @@ type PlanAiring struct {
 	Audio    broadcast.Audio  `json:"audio"`
 	Planned  broadcast.Status `json:"planned"` // planned or cancelled: what the operators decided
 	Reason   string           `json:"reason,omitempty"`
+	// CancelledAt is when it was cancelled: a play claimed to start at or
+	// after it counts for nothing (broadcast.Airing.CancelledAt).
+	CancelledAt time.Time `json:"cancelled_at,omitzero"`
 	Changes  []uint64         `json:"changes,omitempty"`
 	Status   broadcast.Status `json:"status"`
 }
@@ -59,8 +62,8 @@ type PlanAiring struct {
 // PlanAiringOf is a's plan: what it was before any device reported on it.
 func PlanAiringOf(a *broadcast.Airing) PlanAiring {
 	p := PlanAiring{ID: a.ID, Station: a.Station, Month: a.Month, Kind: a.Kind, Start: a.Start, NotAfter: a.NotAfter,
-		Audio: a.Audio, Planned: broadcast.StatusPlanned, Status: a.Status}
-	if a.Status == broadcast.StatusCancelled {
+		Audio: a.Audio, Planned: broadcast.StatusPlanned, Status: a.Status, CancelledAt: a.CancelledAt}
+	if a.Status == broadcast.StatusCancelled || !a.CancelledAt.IsZero() {
 		p.Planned, p.Reason = broadcast.StatusCancelled, a.Reason
 	}
 	return p
@@ -168,7 +171,7 @@ func newMonthReplay(month broadcast.Month, loc *time.Location, plan *Plan, devic
 			continue
 		}
 		r.airings[a.ID] = &broadcast.Airing{ID: a.ID, Station: a.Station, Month: a.Month, Kind: a.Kind, Start: a.Start,
-			NotAfter: a.NotAfter, Audio: a.Audio, Status: a.Planned, Reason: a.Reason}
+			NotAfter: a.NotAfter, Audio: a.Audio, Status: a.Planned, Reason: a.Reason, CancelledAt: a.CancelledAt}
 	}
 	return r, nil
 }
@@ -186,7 +189,9 @@ func (r *monthReplay) apply(e *broadcast.AsRunEntry) {
 
 func (r *monthReplay) applyEvent(e *broadcast.AsRunEntry) {
 	ev, _, err := broadcast.DecodeEventFast(e.Payload)
-	if err != nil {
+	// A play claimed later than its receipt counts for nothing; the mark
+	// is not hashed, so it is judged again here, as the daemon judged it.
+	if err != nil || broadcast.Implausible(ev, e.ReceivedAt, r.policy) != "" {
 		return
 	}
 	a := r.airings[ev.Airing]
