@@ -54,9 +54,9 @@ type PlanAiring struct {
 	Reason   string           `json:"reason,omitempty"`
 	// CancelledAt is when it was cancelled: a play claimed to start at or
 	// after it counts for nothing (broadcast.Airing.CancelledAt).
-	CancelledAt time.Time `json:"cancelled_at,omitzero"`
-	Changes  []uint64         `json:"changes,omitempty"`
-	Status   broadcast.Status `json:"status"`
+	CancelledAt time.Time        `json:"cancelled_at,omitzero"`
+	Changes     []uint64         `json:"changes,omitempty"`
+	Status      broadcast.Status `json:"status"`
 }
 
 // PlanAiringOf is a's plan: what it was before any device reported on it.
