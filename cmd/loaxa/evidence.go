@@ -370,10 +370,13 @@ func auditBundleCommand() *command {
 		name: "audit bundle", args: "--period P [--unit CODE] -o FILE",
 		summary: "download the evidence bundle of a period, for offline verification",
 		about: `Downloads the evidence bundle of a period (a gzip'd tar): what an auditor
-needs to check the compliance figures without trusting the daemon. The hash
-chain covers every unit's entries, so a bundle holds the whole log of its
-period and needs an admin token or an auditor token of the whole tree;
---unit only records which stations the auditor is after.
+needs to check the compliance figures without trusting the daemon. With a
+token of the whole tree it holds the whole log of its period (--unit only
+records which stations the auditor is after); with an auditor token of a
+unit (or --unit below it), that unit's bundle: its entries in full, every
+other unit's as hashes only, which keep the chain checkable and reveal
+nothing. It is refused (exit 5) for a period whose other units' entries
+were logged before the log chained content hashes.
 
 The daemon assembles the bundle before it sends the first byte; for a year
 of a whole province that may take longer than --timeout's minute, so give
