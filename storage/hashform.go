@@ -21,17 +21,30 @@ import (
 // operations log still begins with what an operator did.
 var metaHashForms = []byte("hash_forms")
 
-// initHashForms reads the switch-over, or sets and records it.
+// loadHashForms reads the switch-over, if the file has one, before the
+// schema's migrations run: an operation they log must be hashed in the form
+// the file gives its seq.
+func (s *Store) loadHashForms(tx *bolt.Tx) error {
+	v := tx.Bucket(bktMeta).Get(metaHashForms)
+	if v == nil {
+		return nil
+	}
+	if err := json.Unmarshal(v, &s.forms); err != nil || s.forms.AsRunFrom == 0 || s.forms.OplogFrom == 0 {
+		return fmt.Errorf("hash forms %q in the meta bucket: not a switch-over (%v)", v, err)
+	}
+	return nil
+}
+
+// initHashForms sets and records the switch-over, unless the file has one
+// (loadHashForms read it); it runs after the migrations, whose operations
+// are chained in the form the file had.
 func (s *Store) initHashForms(tx *bolt.Tx) error {
 	if err := initFiguresKey(tx); err != nil {
 		return err
 	}
 	meta := tx.Bucket(bktMeta)
-	if v := meta.Get(metaHashForms); v != nil {
-		if err := json.Unmarshal(v, &s.forms); err != nil || s.forms.AsRunFrom == 0 || s.forms.OplogFrom == 0 {
-			return fmt.Errorf("hash forms %q in the meta bucket: not a switch-over (%v)", v, err)
-		}
-		return nil
+	if meta.Get(metaHashForms) != nil {
+		return s.loadHashForms(tx)
 	}
 	asrunSeq, _, err := asRunHead(tx.Bucket(bktAsRun))
 	if err != nil {

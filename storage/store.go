@@ -287,6 +287,9 @@ func (s *Store) initSchema(path string) error {
 		if n > SchemaVersion {
 			return fmt.Errorf("open %s: %w: the file has schema version %d, this loaxad understands up to %d; run a newer loaxad or restore a backup", path, ErrSchema, n, SchemaVersion)
 		}
+		if err := s.loadHashForms(tx); err != nil {
+			return fmt.Errorf("open %s: %w", path, err)
+		}
 		if n < 2 {
 			moved, err := migrateSeqStates(tx)
 			if err != nil {
