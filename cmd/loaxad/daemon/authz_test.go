@@ -220,7 +220,7 @@ func matrixRoutes() []mxRoute {
 			return mxReq{method: "GET", path: "/api/v1/compliance?period=2026-12&unit=" + m.unit(side)}
 		}},
 		{route: "GET /api/v1/audit/verify", success: 200, who: mxTree, note: "issue 12: checks the whole log, every unit's entries, at a cost in CPU: a token of the whole tree only", req: get("/api/v1/audit/verify")},
-		{route: "GET /api/v1/audit/bundle", unit: true, success: 200, who: mxTree, note: "api/bundle.go: the whole log, so a token of the whole tree only", req: func(t *testing.T, m *matrix, side string) mxReq {
+		{route: "GET /api/v1/audit/bundle", unit: true, success: 200, who: mxReaders, note: "api/bundle.go: a token of the whole tree gets the whole log, a unit's auditor its unit's bundle (other units' entries as hashes only)", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/api/v1/audit/bundle?period=2026-12&unit=" + m.unit(side)}
 		}},
 		{route: "POST /api/v1/audit/seal", success: 201, who: mxTree, note: "api/bundle.go: admin or an auditor of the whole tree; a seal writes no record", req: func(t *testing.T, m *matrix, side string) mxReq {
