@@ -39,13 +39,14 @@ type reportsData struct {
 	Units        []unit
 	C            compliance
 	Formats      []string
+	Whole        bool // a token of the whole tree: it may verify the logs
 }
 
 func (s *Server) reports(w http.ResponseWriter, r *http.Request, ss *session) {
 	v := s.view(r, ss, "reports.title")
 	q := r.URL.Query()
 	d := &reportsData{Period: cmp.Or(q.Get("period"), s.opts.Now().In(s.loc).Format("2006-01")), Unit: q.Get("unit"),
-		Formats: []string{"xlsx", "pdf", "csv", "html"}}
+		Formats: []string{"xlsx", "pdf", "csv", "html"}, Whole: ss.me.Unit == ""}
 	units, err := s.unitChoices(r, ss)
 	if err != nil {
 		s.fail(w, r, ss, err)
