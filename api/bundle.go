@@ -12,7 +12,7 @@ import (
 	"github.com/loaxa/loaxa/broadcast"
 )
 
-// Evidence bundles and seals (DESIGN.md, "Compliance"; docs/evidence.md
+// Evidence bundles and seals (docs/design.md, "Compliance"; docs/evidence.md
 // describes the format, audit builds and checks it).
 //
 //	GET  /api/v1/audit/bundle?period=2026-12|2026-H2|2026[&unit=U]
@@ -31,7 +31,7 @@ import (
 // A seal fixes the whole log and every station's figures, so it needs the
 // whole tree.
 //
-// Why auditors may seal, though API.md has them "write nothing": a seal
+// Why auditors may seal, though docs/api.md has them "write nothing": a seal
 // changes no record; it writes down, in the operations log, hashes that
 // already are — it is the auditor's act of closing the books, and the
 // operations log names who did it. Operators may not: they make the

@@ -75,7 +75,7 @@ func (s *Server) asrun(w http.ResponseWriter, r *http.Request, tok broadcast.Tok
 		return
 	}
 	// A station= or device= outside a scoped token's unit was filtered out
-	// silently (200, no entries, as if nothing had aired); API.md answers
+	// silently (200, no entries, as if nothing had aired); docs/api.md answers
 	// 403 for "not allowed for this unit", as GET /api/v1/airings?station=
 	// does. Found by TestAuthorisationMatrix.
 	if err := s.asrunScope(tok, aq); err != nil {

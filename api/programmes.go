@@ -208,7 +208,7 @@ func (s *Server) uploadProgramme(w http.ResponseWriter, r *http.Request, tok bro
 	writeJSON(w, http.StatusCreated, s.programmeView(p))
 }
 
-// programmeJSON flattens the audio facts into the programme, as API.md lists
+// programmeJSON flattens the audio facts into the programme, as docs/api.md lists
 // them (sha256, size, duration_ms, format).
 type programmeJSON struct {
 	broadcast.Programme

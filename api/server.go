@@ -1,4 +1,4 @@
-// Package api is loaxa's HTTP face: the JSON API of API.md for operators,
+// Package api is loaxa's HTTP face: the JSON API of docs/api.md for operators,
 // auditors and scripts, audio downloads for devices, health and metrics.
 package api
 
@@ -352,7 +352,7 @@ type errorBody struct {
 	} `json:"error"`
 }
 
-// writeError answers with API.md's error shape. Errors that are not ours to
+// writeError answers with docs/api.md's error shape. Errors that are not ours to
 // explain (a disk failure) are logged and reported as internal, without
 // their details.
 func (s *Server) error(w http.ResponseWriter, r *http.Request, err error) {

@@ -31,7 +31,7 @@ func (s *Server) importUnits(w http.ResponseWriter, r *http.Request, by broadcas
 
 func (s *Server) listUnits(w http.ResponseWriter, r *http.Request, tok broadcast.Token) {
 	parent := r.URL.Query().Get("parent")
-	// parent= in another branch answered 200 with an empty list; API.md
+	// parent= in another branch answered 200 with an empty list; docs/api.md
 	// answers 403 for a unit outside the token's, as GET
 	// /api/v1/stations?unit= does. Ancestors stay allowed (they show the way
 	// down to the token's unit); unknown parents keep their old answer.
@@ -60,7 +60,7 @@ func (s *Server) listUnits(w http.ResponseWriter, r *http.Request, tok broadcast
 	writeJSON(w, http.StatusOK, map[string]any{"units": out})
 }
 
-// stationView is a station as API.md shows it: with devices, their status
+// stationView is a station as docs/api.md shows it: with devices, their status
 // and this month's compliance.
 type stationView struct {
 	broadcast.Station

@@ -9,7 +9,7 @@ import (
 	"github.com/loaxa/loaxa/broadcast"
 )
 
-// Compliance states of a station-month (DESIGN.md, "Compliance").
+// Compliance states of a station-month (docs/design.md, "Compliance").
 const (
 	Compliant    = "compliant"
 	InProgress   = "in_progress"

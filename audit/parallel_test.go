@@ -257,7 +257,7 @@ var benchForms = broadcast.HashForms{AsRunFrom: 1, OplogFrom: 1}
 // payloads) from memory, as GET /audit/verify does: chain in order,
 // signatures on all cores. x-allcores is entries/s over the rate at which
 // every core checks bare signatures of the same bodies, measured just before
-// and after (issue #5's goal: at least 0.8); x-allcores-cpu is the same
+// and after (the goal of docs/benchmarks.md: at least 0.8); x-allcores-cpu is the same
 // ratio in CPU time, which other processes on a shared machine do not skew
 // as they skew wall time, and busy-cores how many cores the verification
 // kept busy. storage's BenchmarkVerifyLogs measures the same from a store.

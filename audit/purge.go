@@ -37,7 +37,7 @@ type PurgeSource interface {
 // why, unless:
 //
 //   - every month it removes ended at least retention before now: the
-//     evidence is kept that long (DESIGN.md, "Compliance");
+//     evidence is kept that long (docs/design.md, "Compliance");
 //   - every month it removes is sealed: its chain heads are in the
 //     operations log and its bundle could be exported, so that what is
 //     purged was evidence someone could keep;

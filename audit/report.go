@@ -183,7 +183,7 @@ func NewReport(spec ReportSpec, rows []StationMonth) Report {
 }
 
 // roll computes the station's figures over the period from its months. A
-// half-year or a year is compliant when every month is (DESIGN.md); one
+// half-year or a year is compliant when every month is (docs/design.md); one
 // month that failed makes the period fail, and the worst month otherwise
 // says where it stands.
 func (sp *StationPeriod) roll(periodMonths int) {
@@ -254,7 +254,7 @@ func placeOf(name string) string {
 	return name
 }
 
-// Report formats and languages (API.md, GET /api/v1/compliance).
+// Report formats and languages (docs/api.md, GET /api/v1/compliance).
 const (
 	FormatJSON = "json"
 	FormatCSV  = "csv"

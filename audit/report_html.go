@@ -9,7 +9,7 @@ import (
 
 // The page is self-contained — styles inline, no fonts, scripts or images
 // fetched — so that it prints the same offline, from an archive, or from a
-// console that must not load anything from outside the daemon (API.md).
+// console that must not load anything from outside the daemon (docs/api.md).
 // html/template escapes every name that comes from the unit tree.
 var reportHTML = template.Must(template.New("report").Funcs(template.FuncMap{
 	"align": func(a string) string {

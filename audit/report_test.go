@@ -178,7 +178,7 @@ func TestReportCSVGolden(t *testing.T) {
 func TestReportJSONGolden(t *testing.T) {
 	out := renderReport(t, reportFixture(), FormatJSON, LangVI)
 	// The shape GET /api/v1/compliance had before stays: period, unit,
-	// totals and rows with the fields API.md names.
+	// totals and rows with the fields docs/api.md names.
 	var v struct {
 		Period string
 		Unit   string

@@ -93,7 +93,7 @@ func (v *Verifier) Op(o broadcast.OpEntry) {
 	v.oplog.link("oplog", o.Seq, o.PrevHash, o.Hash, o.ChainHashIn(v.Forms), v.add)
 }
 
-// Result is the verdict of API.md's /audit/verify.
+// Result is the verdict of docs/api.md's /audit/verify.
 type Result struct {
 	OK        bool           `json:"ok"`
 	Entries   uint64         `json:"entries"`

@@ -25,7 +25,7 @@ const (
 	PriorityEmergency Priority = 2
 )
 
-// Status is the lifecycle of an airing (DESIGN.md, "Lifecycle of an airing").
+// Status is the lifecycle of an airing (docs/design.md, "Lifecycle of an airing").
 type Status string
 
 const (

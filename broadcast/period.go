@@ -51,7 +51,7 @@ type Period struct {
 	Months []Month
 }
 
-// ParsePeriod accepts the three forms of API.md.
+// ParsePeriod accepts the three forms of docs/api.md.
 func ParsePeriod(s string) (Period, error) {
 	bad := fmt.Errorf("period %q: want a month (2026-12), a half-year (2026-H1, 2026-H2) or a year (2026), from %d to %d", s, MinYear, MaxYear)
 	switch {

@@ -39,7 +39,7 @@ func (w DayWindow) String() string {
 }
 
 // DefaultPolicy is the plan of Thanh Hoa (85/KH-UBND, 2022) with the defaults
-// of API.md.
+// of docs/api.md.
 func DefaultPolicy() Policy {
 	return Policy{
 		MinReplays:     3,

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// ProtocolVersion is the station protocol of PROTOCOL.md.
+// ProtocolVersion is the station protocol of docs/protocol.md.
 const ProtocolVersion = 1
 
 // MaxPayload bounds every MQTT payload either side accepts. A snapshot of a
@@ -142,7 +142,7 @@ func DecodeEvent(payload []byte) (Event, Envelope, error) {
 	return ev, env, nil
 }
 
-// Validate checks an event against PROTOCOL.md.
+// Validate checks an event against docs/protocol.md.
 func (ev *Event) Validate() error {
 	if ev.V != ProtocolVersion {
 		return reject(RejectVersion, "event v=%d, this daemon speaks v=%d", ev.V, ProtocolVersion)
@@ -268,7 +268,7 @@ const (
 )
 
 // DecodeCommand parses a command as a device receives it. Unknown types are
-// returned without error: PROTOCOL.md has devices ignore (and count) them.
+// returned without error: docs/protocol.md has devices ignore (and count) them.
 func DecodeCommand(payload []byte) (Command, error) {
 	var c Command
 	if len(payload) > MaxCommandPayload {

@@ -49,7 +49,7 @@ func Below(path, ancestor string) bool {
 	return path == ancestor || strings.HasPrefix(path, ancestor+"/")
 }
 
-// unitColumns is the shared data format of ../shared/data.
+// unitColumns is the format of the official lists in configs/data.
 var unitColumns = []string{"province_code", "province_name", "district_code", "district_name", "district_type", "commune_code", "commune_name", "commune_type"}
 
 // ParseUnitsCSV reads units in the shared data format and returns the unit

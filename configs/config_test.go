@@ -523,7 +523,7 @@ func TestEveryKeyHasAnEnvVariable(t *testing.T) {
 		}
 	}
 	if len(seen) != 37 {
-		t.Errorf("%d keys, want the 20 of API.md and 17 extensions", len(seen))
+		t.Errorf("%d keys, want the 20 of the first contract and 17 extensions", len(seen))
 	}
 }
 

@@ -106,7 +106,7 @@ func (c Config) checks() []check {
 	case m.ClientID == "":
 		fail("must not be empty: the broker keeps the daemon's session under it", "mqtt.client_id")
 	case strings.HasPrefix(m.ClientID, "dev-"):
-		// PROTOCOL.md gives devices the ids dev-<id>; a daemon with such an id would take over
+		// docs/protocol.md gives devices the ids dev-<id>; a daemon with such an id would take over
 		// a device's session and be disconnected whenever that device connects.
 		failf("mqtt.client_id", "must not begin with \"dev-\", which devices use, got %q", m.ClientID)
 	}

@@ -1,5 +1,5 @@
 // Package devices is the daemon's side of the station protocol
-// (shared/PROTOCOL.md) over MQTT: an embedded broker for deployments that
+// (docs/protocol.md) over MQTT: an embedded broker for deployments that
 // run no broker of their own, the Hub that takes in devices' events and
 // statuses and publishes their schedules and commands, and the
 // configuration that makes an external Mosquitto enforce the same access

@@ -7,10 +7,10 @@ import (
 	"github.com/loaxa/loaxa/broadcast"
 )
 
-// DefaultTopicRoot is PROTOCOL.md's default <root>.
+// DefaultTopicRoot is docs/protocol.md's default <root>.
 const DefaultTopicRoot = "loaxa/v1"
 
-// The four topics of a device, as in PROTOCOL.md.
+// The four topics of a device, as in docs/protocol.md.
 const (
 	kindSchedule = "schedule"
 	kindCmd      = "cmd"

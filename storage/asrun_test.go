@@ -644,7 +644,7 @@ func mustEntry(b *testing.B, s *Store, seq uint64) broadcast.AsRunEntry {
 	return e
 }
 
-// BenchmarkVerifyLogs is issue #5's figure: what GET /audit/verify does to
+// BenchmarkVerifyLogs is the verification figure of docs/benchmarks.md: what GET /audit/verify does to
 // a store of a million as-run entries (audit.VerifyLogs: bbolt, chain,
 // signatures on every core), beside the rate at which every core checks
 // bare ed25519 signatures of the same size, measured just before and just

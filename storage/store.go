@@ -1,5 +1,5 @@
 // Package storage is loaxa's one bbolt file and the content-addressed audio
-// blobs beside it (DESIGN.md, "Storage"). It is the only package that imports
+// blobs beside it (docs/design.md, "Storage"). It is the only package that imports
 // bbolt: everything else sees broadcast types and the methods of *Store.
 //
 // Layout of dir:

@@ -1,4 +1,4 @@
-// Package web is loaxa's web console (issue #6): server-rendered pages for
+// Package web is loaxa's web console: server-rendered pages for
 // the officials who run commune radio from a desk or a phone.
 //
 // The console is a client of the API and nothing else. Every read and write

@@ -435,7 +435,7 @@ func TestAuditorComplianceAndDownloads(t *testing.T) {
 	must(t, aud.get("/reports/download?period=nope&format=xlsx"), 422, "Giá trị không hợp lệ:")
 	must(t, aud.get("/reports/station?station=14755&month=2026-12"), 200, "Các buổi phát làm nên số liệu", "/airings/")
 	// Verifying checks every unit's entries: a token of the whole tree only
-	// (issue 12); district 380's auditor reads its entries through the as-run log.
+	// (docs/security.md); district 380's auditor reads its entries through the as-run log.
 	must(t, aud.get("/reports/verify"), http.StatusForbidden, "whole tree")
 	must(t, aud.get("/reports/oplog?from=2026-01-01"), 200, "Duyệt chương trình", "Minh")
 	// An auditor of district 380 gets district 380's bundle.

@@ -13,7 +13,7 @@ import (
 
 // AllCoresVerifyRate is how many signatures of msg every core checks per
 // second, for about d, and the CPU time in µs each took (0 where BusyCPU is
-// not measured): the bound issue #5's verification goal is set against.
+// not measured): the bound the verification goal of docs/benchmarks.md is set against.
 func AllCoresVerifyRate(msg []byte, d time.Duration) (perSecond, cpuMicros float64) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	sig := ed25519.Sign(priv, msg)

@@ -74,7 +74,7 @@ func derive(runKey []byte, what, id string) []byte {
 }
 
 // deviceID is the device of a commune's station: its first loudspeaker
-// cluster, as PROTOCOL.md names them.
+// cluster, as docs/protocol.md names them.
 func deviceID(station string) string { return station + "-01" }
 
 // readCommunes returns the header and the rows of the first n communes of a

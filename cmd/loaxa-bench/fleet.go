@@ -26,7 +26,7 @@ import (
 // The devices process: one lightweight paho client per simulated device,
 // each with its own connection and credentials, a persistent session
 // (CleanSession=false) and QoS 1 subscriptions to its schedule and command
-// topics, as PROTOCOL.md asks of a device. They are not agents: they play
+// topics, as docs/protocol.md asks of a device. They are not agents: they play
 // nothing and keep no outbox; they count what arrives, publish signed
 // events when told to, and time both. Paho's handlers only store and count
 // (a blocked handler would stall its client).

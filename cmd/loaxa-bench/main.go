@@ -1,4 +1,4 @@
-// Command loaxa-bench measures, in one run, what issue 4 asks of the daemon
+// Command loaxa-bench measures, in one run, what docs/benchmarks.md asks of the daemon
 // at national scale, against the real daemon (daemon.Start) and a simulated
 // fleet of one device per commune:
 //

@@ -15,7 +15,7 @@ import (
 	"github.com/loaxa/loaxa/storage"
 )
 
-// The goals of issue 4.
+// The goals of the national-scale benchmark (docs/benchmarks.md).
 const (
 	goalFanoutRatio = 1.5       // daemon fan-out ≤ 1.5 × the bare publisher's
 	goalIngestRatio = 0.8       // daemon events/s ≥ 0.8 × the broker round trip's

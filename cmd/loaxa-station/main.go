@@ -1,5 +1,5 @@
 // Command loaxa-station is the device agent of a commune loudspeaker
-// cluster (PROTOCOL.md): it keeps the device's schedule from the daemon,
+// cluster (docs/protocol.md): it keeps the device's schedule from the daemon,
 // fetches and verifies the audio, plays it on time with or without a
 // network, and reports every step as a signed event until the daemon has
 // logged it. With simulate it runs a whole fleet of such devices in one

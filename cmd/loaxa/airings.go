@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// airing is what the CLI shows of API.md's airing.
+// airing is what the CLI shows of docs/api.md's airing.
 type airing struct {
 	ID        string `json:"id"`
 	Programme string `json:"programme"`

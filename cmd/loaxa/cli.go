@@ -250,7 +250,7 @@ func (c *cli) connect() error {
 	return nil
 }
 
-// fail prints err as API.md's errors read ("loaxa: message (field f)")
+// fail prints err as docs/api.md's errors read ("loaxa: message (field f)")
 // and returns its exit code.
 func (c *cli) fail(err error, cmd *command) int {
 	if err == nil {

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// apiError is the daemon's refusal, API.md's
+// apiError is the daemon's refusal, docs/api.md's
 // {"error": {"code", "message", "field"}} with the HTTP status.
 type apiError struct {
 	Status  int
@@ -159,7 +159,7 @@ func (c *cli) transportError(req *http.Request, err error) error {
 	return &unavailableError{fmt.Errorf("cannot reach the daemon at %s: %w (is loaxad running? check --url or LOAXA_URL)", c.url, err)}
 }
 
-// readAPIError decodes API.md's error body; a proxy's HTML page or an
+// readAPIError decodes docs/api.md's error body; a proxy's HTML page or an
 // empty body still yields a sentence and the right exit code.
 func readAPIError(resp *http.Response, req *http.Request) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

@@ -16,7 +16,7 @@ import (
 	"github.com/loaxa/loaxa/audit"
 )
 
-// stationMonth is a compliance row of API.md.
+// stationMonth is a compliance row of docs/api.md.
 type stationMonth struct {
 	Station  string  `json:"station"`
 	Name     string  `json:"name"`
@@ -30,7 +30,7 @@ type stationMonth struct {
 	Devices  int     `json:"devices"`
 }
 
-// verifyResult is API.md's answer of /audit/verify, and what an offline
+// verifyResult is docs/api.md's answer of /audit/verify, and what an offline
 // bundle check gives.
 type verifyResult struct {
 	OK        bool   `json:"ok"`

@@ -83,7 +83,7 @@ func truncate(s string, n int) string {
 }
 
 // printJSON writes the daemon's JSON indented but otherwise as it came, so
-// that scripts see the fields API.md documents, including any this client
+// that scripts see the fields docs/api.md documents, including any this client
 // does not know.
 func printJSON(w io.Writer, raw []byte) error {
 	var b bytes.Buffer

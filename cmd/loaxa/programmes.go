@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// programme is what the CLI shows of API.md's programme.
+// programme is what the CLI shows of docs/api.md's programme.
 type programme struct {
 	ID           string    `json:"id"`
 	Unit         string    `json:"unit"`

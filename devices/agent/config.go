@@ -14,7 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// DefaultTopicRoot is PROTOCOL.md's default topic root.
+// DefaultTopicRoot is docs/protocol.md's default topic root.
 const DefaultTopicRoot = "loaxa/v1"
 
 // Config is one device's configuration, key for key the YAML file that

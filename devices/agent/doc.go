@@ -1,4 +1,4 @@
-// Package agent is the device side of PROTOCOL.md: the software of one
+// Package agent is the device side of docs/protocol.md: the software of one
 // receiver that drives a commune's loudspeaker cluster, on a 4G link and
 // village power. It imports no loaxa package but broadcast (the wire types),
 // because it runs on the device, not beside the daemon.

@@ -59,7 +59,7 @@ func (l *loop) handleSnapshot(payload []byte) {
 			batch = append(batch, l.event(id, &broadcast.Event{Event: broadcast.EventSkipped, Reason: "cancelled", Rev: snap.Rev}, markDone))
 		}
 		// An item cancelled before it was ready goes silently
-		// (PROTOCOL.md): the daemon knows what it withdrew.
+		// (docs/protocol.md): the daemon knows what it withdrew.
 	}
 	err = l.commit(batch, func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketMeta), keySnapshot, snap) })
 	if err != nil {
@@ -129,7 +129,7 @@ func (l *loop) handleCommand(payload []byte) {
 	case broadcast.CmdPing:
 		l.publishStatus("online")
 	default:
-		// PROTOCOL.md: newer daemons may send types this agent predates.
+		// docs/protocol.md: newer daemons may send types this agent predates.
 		l.a.count(func(s *Stats) { s.UnknownCommands++ })
 		l.a.log.Info("unknown command type ignored", "type", c.Type)
 	}

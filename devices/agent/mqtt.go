@@ -198,7 +198,8 @@ func (p *publisher) aborted() bool {
 	}
 }
 
-// newClient builds the paho client as PROTOCOL.md and STYLE.md ask:
+// newClient builds the paho client as docs/protocol.md asks, with what
+// paho's known traps call for:
 // a stable client id, a persistent session, QoS 1, a retained offline will,
 // subscriptions placed in the on-connect handler, handlers that only hand off.
 func (a *Agent) newClient(q *inbox) mqtt.Client {

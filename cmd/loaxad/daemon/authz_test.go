@@ -25,20 +25,20 @@ import (
 // Basic credentials, a device with a wrong secret and a disabled one —
 // about a resource of the caller's own unit (380, station 14755) and of
 // another (381, station 14809) where the route has a unit, and checks each
-// answer against API.md's: 401 without valid credentials, 403 for a role or
+// answer against docs/api.md's: 401 without valid credentials, 403 for a role or
 // unit that may not, otherwise the route's success (201 for creations, 200
 // for the rest). Every call gets a fresh target of its own, made by an
 // administrator or another operator, so that the order of the cases does
 // not matter and a success is a real one (an approval that is not
 // self-approval, a move to a free minute inside broadcasting hours).
 //
-// Where API.md is silent the code's documented choices are asserted and
+// Where docs/api.md is silent the code's documented choices are asserted and
 // named in the route's note: bundles, seals and the whole-log verify need a
-// token of the whole tree (api/bundle.go, issue 12); auditors may seal;
+// token of the whole tree (api/bundle.go, docs/security.md); auditors may seal;
 // seals and the operations log are the whole log's; audio is fetched by any
 // token whatever its unit, and by a device only when an airing of its
-// station plays it (issue 12: 404 otherwise). Tokens are listed and revoked
-// by admins (issue 12).
+// station plays it (docs/security.md: 404 otherwise). Tokens are listed and revoked
+// by admins (docs/security.md).
 //
 // Every bad-token and wrong-secret call is a failed authentication from
 // the one loopback address: the throttle (http.auth_failures) is lifted
@@ -85,7 +85,7 @@ type mxCaller struct {
 	scoped bool      // the token is for district 380
 }
 
-// mxRoute is one route of api/server.go and who API.md lets call it.
+// mxRoute is one route of api/server.go and who docs/api.md lets call it.
 type mxRoute struct {
 	route   string
 	unit    bool // asked about the own and the other unit's resource
@@ -96,7 +96,7 @@ type mxRoute struct {
 	// when it is not what everyone else gets (0).
 	deviceOther int
 	who         []string // callers allowed, by mxCaller.name
-	note        string   // the documented choice asserted, where API.md is silent
+	note        string   // the documented choice asserted, where docs/api.md is silent
 	req         func(t *testing.T, m *matrix, side string) mxReq
 }
 
@@ -106,7 +106,7 @@ type mxReq struct {
 	contentType  string
 }
 
-// want is API.md's answer to c about the side's resource.
+// want is docs/api.md's answer to c about the side's resource.
 func (r mxRoute) want(c mxCaller, side string) int {
 	switch {
 	case r.open:
@@ -145,8 +145,8 @@ func matrixRoutes() []mxRoute {
 		{route: "POST /api/v1/tokens", unit: true, success: 201, who: mxAdmin, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return m.jsonReq("POST", "/api/v1/tokens", map[string]string{"name": m.unique("matrix"), "role": "operator", "unit": m.unit(side)})
 		}},
-		{route: "GET /api/v1/tokens", success: 200, who: mxAdmin, note: "issue 12: the tokens of the admin's unit and below, never a secret", req: get("/api/v1/tokens")},
-		{route: "DELETE /api/v1/tokens/{id}", unit: true, success: 200, who: mxAdmin, note: "issue 12: admin; the target is a fresh operator token of the side's unit", req: func(t *testing.T, m *matrix, side string) mxReq {
+		{route: "GET /api/v1/tokens", success: 200, who: mxAdmin, note: "the tokens of the admin's unit and below, never a secret", req: get("/api/v1/tokens")},
+		{route: "DELETE /api/v1/tokens/{id}", unit: true, success: 200, who: mxAdmin, note: "admin; the target is a fresh operator token of the side's unit", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "DELETE", path: "/api/v1/tokens/" + m.token(t, side)}
 		}},
 		{route: "POST /api/v1/units/import", success: 200, who: mxAdmin, req: func(t *testing.T, m *matrix, side string) mxReq {
@@ -219,7 +219,7 @@ func matrixRoutes() []mxRoute {
 		{route: "GET /api/v1/compliance", unit: true, success: 200, who: mxAnyToken, req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/api/v1/compliance?period=2026-12&unit=" + m.unit(side)}
 		}},
-		{route: "GET /api/v1/audit/verify", success: 200, who: mxTree, note: "issue 12: checks the whole log, every unit's entries, at a cost in CPU: a token of the whole tree only", req: get("/api/v1/audit/verify")},
+		{route: "GET /api/v1/audit/verify", success: 200, who: mxTree, note: "checks the whole log, every unit's entries, at a cost in CPU: a token of the whole tree only", req: get("/api/v1/audit/verify")},
 		{route: "GET /api/v1/audit/bundle", unit: true, success: 200, who: mxReaders, note: "api/bundle.go: a token of the whole tree gets the whole log, a unit's auditor its unit's bundle (other units' entries as hashes only)", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/api/v1/audit/bundle?period=2026-12&unit=" + m.unit(side)}
 		}},
@@ -231,7 +231,7 @@ func matrixRoutes() []mxRoute {
 		}},
 		{route: "GET /api/v1/audit/seals", success: 200, who: mxReaders, note: "api/bundle.go: admin, auditor: every seal", req: get("/api/v1/audit/seals")},
 		{route: "GET /api/v1/oplog", success: 200, who: mxReaders, note: "api/evidence.go: a scoped token reads the entries of its units only (api_test.go checks which)", req: get("/api/v1/oplog")},
-		{route: "GET /api/v1/backup", success: 200, who: mxAdmin, note: "issue 12: an admin of the whole tree", req: get("/api/v1/backup")},
+		{route: "GET /api/v1/backup", success: 200, who: mxAdmin, note: "an admin of the whole tree", req: get("/api/v1/backup")},
 
 		{route: "GET /audio/{sha256}", unit: true, anyUnit: true, success: 200, deviceOther: 404, who: mxAudio, note: "any token, whatever its unit; a device only the audio of its station's airings", req: func(t *testing.T, m *matrix, side string) mxReq {
 			return mxReq{method: "GET", path: "/audio/" + m.sha[side]}
@@ -320,7 +320,7 @@ func newMatrix(t *testing.T) *matrix {
 }
 
 // check makes the case's request and compares the answer with want: the
-// status, and for a refusal API.md's error shape and code.
+// status, and for a refusal docs/api.md's error shape and code.
 func (m *matrix) check(t *testing.T, r mxRoute, c mxCaller, side string, want int) {
 	q := r.req(t, m, side)
 	var body io.Reader
@@ -373,7 +373,7 @@ func (m *matrix) check(t *testing.T, r mxRoute, c mxCaller, side string, want in
 	}
 	var e apiError
 	if err := json.Unmarshal(b, &e); err != nil || e.Error.Code != code || e.Error.Message == "" {
-		t.Errorf("the answer %.300s is not API.md's error with code %q: %v", b, code, err)
+		t.Errorf("the answer %.300s is not docs/api.md's error with code %q: %v", b, code, err)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("error answered as %q", ct)

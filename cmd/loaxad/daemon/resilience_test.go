@@ -1,6 +1,6 @@
 package daemon
 
-// Resilience (issue 4): what the station protocol promises when the network,
+// Resilience: what the station protocol promises when the network,
 // the broker or the daemon fails. Each test runs against the embedded broker
 // and against Mosquitto, started with the files devices.WriteMosquittoConfig
 // writes (skipped only where Mosquitto is not installed):

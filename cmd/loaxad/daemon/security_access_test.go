@@ -31,7 +31,7 @@ import (
 	"github.com/loaxa/loaxa/devices/mosquittotest"
 )
 
-// TestSecurityAccess is issue 12's attacks on access, devices and floods,
+// TestSecurityAccess is the attacks of docs/security.md on access, devices and floods,
 // each tried against the real daemon (real HTTP, a bbolt file in a temp
 // dir, the embedded broker, Mosquitto where it matters), one case per row
 // of the issue's table and per item of "What to build" it owns (1, 2, 3

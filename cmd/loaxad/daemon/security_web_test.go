@@ -26,7 +26,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// TestSecurityWebAndFiles is issue 12's web console and files part, tried
+// TestSecurityWebAndFiles is docs/security.md's web console and files part, tried
 // against the real daemon over real HTTP on a real bbolt file: one case per
 // row of the issue's table and per item of "What to build" that is ours,
 // each named after what was tried. Each fails if the old behaviour returns.

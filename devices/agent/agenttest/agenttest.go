@@ -88,7 +88,7 @@ func StartBroker(t testing.TB) *Broker {
 func (b *Broker) start(addr string) {
 	b.t.Helper()
 	// Queued messages must not be dropped in tests: a full client queue
-	// drops QoS 1 messages silently (STYLE.md).
+	// drops QoS 1 messages silently (a known trap of mochi).
 	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
 	srv.Options.Capabilities.MaximumClientWritesPending = 64 << 10
 	if err := srv.AddHook(new(allowAll), nil); err != nil {
