@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"hash"
 	"time"
 )
 
@@ -183,8 +184,10 @@ func (o *OpEntry) ChainHashIn(forms HashForms) Hash {
 }
 
 // contentHash hashes fields with length prefixes, as chain does.
-func contentHash(fields ...[]byte) Hash {
-	h := sha256.New()
+func contentHash(fields ...[]byte) Hash { return sumFields(sha256.New(), fields) }
+
+// sumFields writes each field after its length to h and returns the sum.
+func sumFields(h hash.Hash, fields [][]byte) Hash {
 	var n [8]byte
 	for _, f := range fields {
 		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
@@ -206,12 +209,5 @@ func chain(prev Hash, seq uint64, at time.Time, fields ...[]byte) Hash {
 	h.Write(n[:])
 	binary.BigEndian.PutUint64(n[:], uint64(at.UnixNano()))
 	h.Write(n[:])
-	for _, f := range fields {
-		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
-		h.Write(n[:])
-		h.Write(f)
-	}
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	return sumFields(h, fields)
 }

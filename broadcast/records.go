@@ -1,7 +1,6 @@
 package broadcast
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"slices"
 	"strings"
@@ -43,16 +42,7 @@ func SplitRecordKey(key string) (kind, id string) {
 // HashRecord is the content hash of a record stored as bytes: the kind, the
 // id and the exact bytes, length-prefixed.
 func HashRecord(kind, id string, stored []byte) Hash {
-	h := sha256.New()
-	var n [8]byte
-	for _, f := range [][]byte{[]byte(kind), []byte(id), stored} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
-		h.Write(n[:])
-		h.Write(f)
-	}
-	var out Hash
-	h.Sum(out[:0])
-	return out
+	return contentHash([]byte(kind), []byte(id), stored)
 }
 
 // AiringPlan is the part of an airing that operators and the scheduler
