@@ -68,6 +68,7 @@ type Store interface {
 	// For audit.VerifyRecords.
 	RecordHashes(fn func(broadcast.RecordHash) error) error
 	RecordHash(key string) (broadcast.Hash, bool, error)
+	IndexProblems(fn func(record, problem string) error) error
 	EachAiring(fn func(broadcast.AiringCheck) error) error
 	AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, error)
 }

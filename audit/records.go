@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/loaxa/loaxa/broadcast"
 )
@@ -37,6 +38,7 @@ type RecordSource interface {
 	AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, error)
 	EachAiring(fn func(broadcast.AiringCheck) error) error
 	Devices(station string) ([]broadcast.Device, error)
+	IndexProblems(fn func(record, problem string) error) error
 }
 
 // RecordsResult is what VerifyRecords found.
@@ -77,6 +79,9 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 		return res, fmt.Errorf("verify records: %w", err)
 	}
 	var suspects []string
+	// Airings last recorded as found at the upgrade may be cancelled
+	// without a cancellation time: they were written before it existed.
+	legacy := map[string]bool{}
 	err = src.RecordHashes(func(r broadcast.RecordHash) error {
 		res.Records++
 		if res.Records%4096 == 0 {
@@ -84,8 +89,12 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 				return err
 			}
 		}
-		if l, ok := last[r.Key]; !ok || l.hash != r.Hash {
+		l, ok := last[r.Key]
+		if !ok || l.hash != r.Hash {
 			suspects = append(suspects, r.Key)
+		}
+		if l.baseline {
+			legacy[r.Key] = true
 		}
 		delete(last, r.Key)
 		return nil
@@ -100,25 +109,66 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 		return res, fmt.Errorf("verify records: %w", err)
 	}
 
-	base, _, err := src.AsRunBase()
-	if err != nil {
-		return res, fmt.Errorf("verify records: %w", err)
-	}
-	cited, err := citedByLog(ctx, src, base, asrunHead, p, func(seq uint64, format string, args ...any) {
-		problems.add(Problem{Log: "asrun", Entry: seq, Problem: fmt.Sprintf(format, args...)})
+	err = src.IndexProblems(func(record, problem string) error {
+		add(record, 0, "%s", problem)
+		return nil
 	})
 	if err != nil {
 		return res, fmt.Errorf("verify records: %w", err)
 	}
-	ev := evidenceCheck{src: src, policy: p, base: base, head: asrunHead, add: add, devices: map[string][]broadcast.Device{}}
+
+	// A purge that commits while the evidence is read removes entries it
+	// expects: then it is read again, once, from the new base.
+	for try := 0; ; try++ {
+		base, _, err := src.AsRunBase()
+		if err != nil {
+			return res, fmt.Errorf("verify records: %w", err)
+		}
+		var found problemList
+		res.Airings, err = verifyEvidence(ctx, src, p, base, asrunHead, legacy, func(record string, entry uint64, format string, args ...any) {
+			found.add(Problem{Log: "records", Record: record, Entry: entry, Problem: fmt.Sprintf(format, args...)})
+		}, func(seq uint64, format string, args ...any) {
+			found.add(Problem{Log: "asrun", Entry: seq, Problem: fmt.Sprintf(format, args...)})
+		})
+		if err != nil {
+			return res, fmt.Errorf("verify records: %w", err)
+		}
+		after, _, err := src.AsRunBase()
+		if err != nil {
+			return res, fmt.Errorf("verify records: %w", err)
+		}
+		if after == base || try == 1 {
+			for _, p := range found.list {
+				problems.add(p)
+			}
+			break
+		}
+	}
+	res.Problems = problems.more(problems.list, "records")
+	if res.Problems == nil {
+		res.Problems = []Problem{}
+	}
+	return res, nil
+}
+
+// verifyEvidence checks every airing's verdicts against the as-run log
+// from base to head, and returns how many airings it read.
+func verifyEvidence(ctx context.Context, src RecordSource, p broadcast.Policy, base, head uint64, legacy map[string]bool,
+	add func(record string, entry uint64, format string, args ...any), addEntry func(seq uint64, format string, args ...any)) (uint64, error) {
+	cited, err := citedByLog(ctx, src, base, head, p, addEntry)
+	if err != nil {
+		return 0, err
+	}
+	var airings uint64
+	ev := evidenceCheck{src: src, policy: p, base: base, head: head, legacy: legacy, add: add, devices: map[string][]broadcast.Device{}}
 	err = src.EachAiring(func(c broadcast.AiringCheck) error {
 		if c.Airing == nil {
 			// RecordHashes named it already: its hash cannot match.
 			delete(cited, c.ID)
 			return nil
 		}
-		res.Airings++
-		if res.Airings%1024 == 0 {
+		airings++
+		if airings%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -132,22 +182,19 @@ func VerifyRecords(ctx context.Context, src RecordSource, p broadcast.Policy) (R
 		return ev.check(c.Airing, want)
 	})
 	if err != nil {
-		return res, fmt.Errorf("verify records: %w", err)
+		return airings, err
 	}
 	for _, id := range slices.Sorted(maps.Keys(cited)) {
 		add(broadcast.RecordKey(broadcast.RecordAiring, id), cited[id].first,
 			"as-run entry %d counts for this airing (it is not marked unmatched), but the file holds no such airing", cited[id].first)
 	}
-	res.Problems = problems.more(problems.list, "records")
-	if res.Problems == nil {
-		res.Problems = []Problem{}
-	}
-	return res, nil
+	return airings, nil
 }
 
 type recorded struct {
-	hash broadcast.Hash
-	op   uint64
+	hash     broadcast.Hash
+	op       uint64
+	baseline bool // recorded as found at the upgrade to schema 4
 }
 
 // lastRecorded notes, for each record, the hash the last operations-log
@@ -158,7 +205,7 @@ func lastRecorded(src RecordSource, after, upto uint64, last map[string]recorded
 			return errBeyondHead
 		}
 		for _, r := range o.Records {
-			last[r.Key] = recorded{r.Hash, o.Seq}
+			last[r.Key] = recorded{r.Hash, o.Seq, o.Action == broadcast.ActionRecordsBaseline}
 		}
 		return nil
 	})
@@ -199,7 +246,7 @@ func recheckOnce(src RecordSource, suspects []string, add func(record string, en
 	err := src.Ops(0, func(o broadcast.OpEntry) error {
 		for _, r := range o.Records {
 			if want[r.Key] {
-				last[r.Key] = recorded{r.Hash, o.Seq}
+				last[r.Key] = recorded{r.Hash, o.Seq, o.Action == broadcast.ActionRecordsBaseline}
 			}
 		}
 		return nil
@@ -288,16 +335,25 @@ func citedByLog(ctx context.Context, src RecordSource, base, head uint64, p broa
 type evidenceCheck struct {
 	src     RecordSource
 	policy  broadcast.Policy
-	base    uint64 // the last purged as-run entry
-	head    uint64 // the as-run log's last entry when verification began
+	base    uint64          // the last purged as-run entry
+	head    uint64          // the as-run log's last entry when verification began
+	legacy  map[string]bool // airings recorded only as found at the upgrade to schema 4
 	add     func(record string, entry uint64, format string, args ...any)
 	devices map[string][]broadcast.Device // by station
 }
 
 func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
 	key := broadcast.RecordKey(broadcast.RecordAiring, a.ID)
+	legacyCancel := a.Status == broadcast.StatusCancelled && a.CancelledAt.IsZero()
+	if legacyCancel && !c.legacy[key] {
+		// Only an airing cancelled before cancellation times were kept may
+		// lack one: the status is outside the record's hash, its time is
+		// not.
+		c.add(key, 0, "it is recorded as cancelled, but no cancellation of it was recorded: changed outside loaxa")
+	}
 	var refs citation
 	var seqs []uint64
+	seen := map[uint64]bool{}
 	for _, d := range a.Devices {
 		if d == nil {
 			continue
@@ -310,6 +366,13 @@ func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
 				return nil
 			}
 			if r.Entry > c.base { // purged entries are no longer there to cite
+				if seen[r.Entry] {
+					// With no entry cited twice, and every cited entry
+					// checked to be this airing's, the same count means
+					// the same entries.
+					c.add(key, r.Entry, "it cites as-run entry %d twice", r.Entry)
+				}
+				seen[r.Entry] = true
 				refs.add(r.Entry)
 				seqs = append(seqs, r.Entry)
 			}
@@ -326,12 +389,15 @@ func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
 		return err
 	}
 
+	if legacyCancel {
+		// When it was cancelled is not known, so neither is which plays
+		// counted: its verdicts cannot be rebuilt.
+		return nil
+	}
 	replay := broadcast.AiringPlan(a)
 	replay.Status = broadcast.StatusPlanned
-	if a.CancelledAt.IsZero() && a.Status == broadcast.StatusCancelled {
-		replay.Status = broadcast.StatusCancelled // cancelled before the time was kept
-	}
 	purged := false
+	var lastReceived time.Time
 	for _, dev := range slices.Sorted(maps.Keys(a.Devices)) {
 		d := a.Devices[dev]
 		if d == nil {
@@ -351,9 +417,12 @@ func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
 				c.add(key, r.Entry, "device %s cites as-run entry %d, which is not its %s event for this airing", dev, r.Entry, r.Event)
 				continue
 			}
-			ev, _, err := broadcast.DecodeEvent(e.Payload)
+			ev, _, err := broadcast.DecodeEventFast(e.Payload)
 			if err != nil {
 				continue // the log's own verification names the payload
+			}
+			if e.ReceivedAt.After(lastReceived) {
+				lastReceived = e.ReceivedAt
 			}
 			broadcast.ApplyEvent(&replay, dev, ev, e.Seq, 1, c.policy)
 		}
@@ -378,33 +447,42 @@ func (c *evidenceCheck) check(a *broadcast.Airing, logged citation) error {
 			aired++
 		}
 	}
-	if a.Status == broadcast.StatusAired {
-		n, err := c.devicesAt(a)
-		if err != nil {
-			c.add(key, 0, "the devices of its station cannot be read to judge it: %v", err)
-			return nil
-		}
-		if need := broadcast.RequiredDevices(max(n, 1), c.policy); aired < need {
-			c.add(key, 0, "it is recorded as aired, but its as-run entries show %d of the %d devices it needed", aired, need)
-		}
+	if aired == 0 && a.Status != broadcast.StatusAired {
+		return nil
+	}
+	// The station's verdict was taken at its last event, against the
+	// devices enabled then.
+	n, err := c.devicesAt(a.Station, lastReceived)
+	if err != nil {
+		c.add(key, 0, "the devices of its station cannot be read to judge it: %v", err)
+		return nil
+	}
+	need := broadcast.RequiredDevices(max(n, 1), c.policy)
+	switch {
+	case a.Status == broadcast.StatusAired && aired < need:
+		c.add(key, 0, "it is recorded as aired, but its as-run entries show %d of the %d devices it needed", aired, need)
+	case a.Status != broadcast.StatusAired && a.Status != broadcast.StatusCancelled && aired >= need:
+		c.add(key, 0, "its as-run entries show %d of the %d devices it needed aired it, but it is recorded as %s", aired, need, a.Status)
 	}
 	return nil
 }
 
-// devicesAt is how many devices of a's station could count for it: those
-// registered by its latest start and not disabled before its start.
-func (c *evidenceCheck) devicesAt(a *broadcast.Airing) (int, error) {
-	ds, ok := c.devices[a.Station]
+// devicesAt is how many devices of station were enabled at t, by their
+// records (IndexProblems holds the station's index to them): registered by
+// then, and not yet disabled. A device disabled at an unknown time counts
+// as disabled, which asks less of the evidence.
+func (c *evidenceCheck) devicesAt(station string, t time.Time) (int, error) {
+	ds, ok := c.devices[station]
 	if !ok {
 		var err error
-		if ds, err = c.src.Devices(a.Station); err != nil {
-			return 0, fmt.Errorf("devices of station %s: %w", a.Station, err)
+		if ds, err = c.src.Devices(station); err != nil {
+			return 0, fmt.Errorf("devices of station %s: %w", station, err)
 		}
-		c.devices[a.Station] = ds
+		c.devices[station] = ds
 	}
 	n := 0
 	for _, d := range ds {
-		if !d.CreatedAt.After(a.NotAfter) && !(d.Disabled && d.DisabledAt.Before(a.Start)) {
+		if !d.CreatedAt.After(t) && !(d.Disabled && (d.DisabledAt.IsZero() || !d.DisabledAt.After(t))) {
 			n++
 		}
 	}

@@ -195,6 +195,13 @@ func ApplyEvent(a *Airing, device string, ev Event, entry uint64, enabledDevices
 			d.DoublePlay = true
 		}
 		if d.Status == StatusAired {
+			// Of two plays that both count, the earlier stands, whichever
+			// was reported first: a cancellation between them then leaves
+			// the device aired however the reports and the cancellation
+			// were ordered.
+			if ev.StartedAt.Before(d.StartedAt) && !a.cancelledBefore(ev.StartedAt) && judgeFinished(a, ev, p) == "" {
+				d.StartedAt, d.PlayedMS = ev.StartedAt, ev.PlayedMS
+			}
 			break
 		}
 		d.StartedAt, d.PlayedMS = ev.StartedAt, ev.PlayedMS

@@ -23,6 +23,17 @@ const (
 	RecordAiring    = "airing"
 )
 
+// The operations-log actions that exist only to carry records.
+const (
+	// ActionRecords is the entry of a change that had no entry of its own
+	// (the scheduler planning airings); its Records say what changed.
+	ActionRecords = "records.write"
+	// ActionRecordsBaseline covers, at the upgrade to schema 4, the records
+	// written before entries carried record hashes: what the file held
+	// then is vouched for from then on.
+	ActionRecordsBaseline = "records.baseline"
+)
+
 // RecordHash is the content hash of one record as a change left it. Key is
 // kind/id ("programme/01J…", "unit/380").
 type RecordHash struct {

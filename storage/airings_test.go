@@ -291,7 +291,7 @@ func TestUpdateAirings(t *testing.T) {
 	verifyOps(t, s, base+2)
 	var last broadcast.OpEntry
 	must(t, s.Ops(base+1, func(o broadcast.OpEntry) error { last = o; return nil }))
-	if last.Action != ActionRecords || len(last.Records) != 1 || last.Records[0].Key != "airing/a0" {
+	if last.Action != broadcast.ActionRecords || len(last.Records) != 1 || last.Records[0].Key != "airing/a0" {
 		t.Errorf("the move's entry: %+v", last)
 	}
 }

@@ -10,18 +10,9 @@ import (
 // Every write of a record that reports depend on notes the record's new
 // content hash (broadcast/records.go) while its transaction runs; update
 // puts the notes in the operations-log entry it appends in the same
-// transaction, or appends one of its own (ActionRecords) when the caller
+// transaction, or appends one of its own (broadcast.ActionRecords) when the caller
 // gave none, so that no such record changes without the chain saying what
 // it became.
-
-// ActionRecords is the operations-log action of a change that had no entry
-// of its own (the scheduler planning airings); its Records say what changed.
-const ActionRecords = "records.write"
-
-// ActionRecordsBaseline is the action of the entries that cover, when the
-// schema is upgraded to 4, the records written before entries carried
-// record hashes: what was in the file then is vouched for from then on.
-const ActionRecordsBaseline = "records.baseline"
 
 // recordNotes are the records one write transaction changed, last hash
 // wins.
@@ -63,7 +54,7 @@ func withRecords(op *broadcast.OpEntry, n *recordNotes) *broadcast.OpEntry {
 	if op != nil {
 		e = *op
 	} else {
-		e = broadcast.OpEntry{Actor: "system", Action: ActionRecords, Subject: fmt.Sprintf("%d records", len(n.list))}
+		e = broadcast.OpEntry{Actor: "system", Action: broadcast.ActionRecords, Subject: fmt.Sprintf("%d records", len(n.list))}
 	}
 	e.Records = append([]broadcast.RecordHash(nil), n.list...)
 	broadcast.SortRecords(e.Records)
@@ -102,7 +93,7 @@ func (s *Store) migrateRecordBaseline(tx *bolt.Tx) (int, error) {
 			return nil
 		}
 		broadcast.SortRecords(batch)
-		op := broadcast.OpEntry{Actor: "system", Action: ActionRecordsBaseline,
+		op := broadcast.OpEntry{Actor: "system", Action: broadcast.ActionRecordsBaseline,
 			Subject: fmt.Sprintf("%d records as found at the upgrade to schema 4", len(batch)), Records: batch}
 		if _, err := s.appendOp(tx, op); err != nil {
 			return err
@@ -277,4 +268,75 @@ func (s *Store) AsRunEntriesAt(seqs []uint64) (map[uint64]broadcast.AsRunEntry, 
 		return nil, fmt.Errorf("read as-run entries: %w", err)
 	}
 	return out, nil
+}
+
+// IndexProblems calls fn with each derived entry that its record does not
+// account for, as (record key, what is wrong): a summary in air_sm with no
+// airing behind it at that station, month and start (reports count
+// summaries, so a summary added by hand would count), and a device whose
+// entry in station_devs is missing, extra or flagged other than its record
+// says (the count of a station's enabled devices comes from there). The
+// records themselves are covered by their hashes; these are not, so they
+// are checked against them.
+func (s *Store) IndexProblems(fn func(record, problem string) error) error {
+	var problems [][2]string
+	err := s.view(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bktAirSM).ForEach(func(k, _ []byte) error {
+			if len(k) < 8 {
+				problems = append(problems, [2]string{"summary/" + string(k), "a summary whose key is not a station, month, start and airing"})
+				return nil
+			}
+			// station \0 month \0 start8 id: the id follows the second 0
+			// and the 8 bytes of the start.
+			rest := afterZero(afterZero(k))
+			if len(rest) < 8 {
+				problems = append(problems, [2]string{"summary/" + string(k), "a summary whose key is not a station, month, start and airing"})
+				return nil
+			}
+			id := string(rest[8:])
+			a, err := getAiring(tx, id)
+			if err != nil || string(summaryKey(a)) != string(k) {
+				problems = append(problems, [2]string{broadcast.RecordKey(broadcast.RecordAiring, id), "a summary, which reports count, stands for it where the airing is not: added or moved outside loaxa"})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		idx, db := tx.Bucket(bktStationDevs), tx.Bucket(bktDevices)
+		err = db.ForEach(func(k, v []byte) error {
+			d, err := decodeDevice(v)
+			if err != nil {
+				return nil // its record hash names it
+			}
+			if got := idx.Get(key(d.Station, d.ID)); got == nil || string(got) != string(enabledFlag(d)) {
+				problems = append(problems, [2]string{broadcast.RecordKey(broadcast.RecordDevice, string(k)), "its station's index of devices does not list it as its record says (enabled or disabled): changed outside loaxa"})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return idx.ForEach(func(k, _ []byte) error {
+			id := afterZero(k)
+			v := db.Get(id)
+			if v == nil {
+				problems = append(problems, [2]string{broadcast.RecordKey(broadcast.RecordDevice, string(id)), "its station's index of devices lists it, but there is no such device"})
+				return nil
+			}
+			if d, err := decodeDevice(v); err == nil && string(key(d.Station, d.ID)) != string(k) {
+				problems = append(problems, [2]string{broadcast.RecordKey(broadcast.RecordDevice, string(id)), "the index of another station's devices lists it"})
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("check indexes: %w", err)
+	}
+	for _, p := range problems {
+		if err := fn(p[0], p[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }

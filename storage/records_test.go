@@ -159,6 +159,34 @@ func TestVerifyRecordsNamesTampering(t *testing.T) {
 				return tx.Bucket(bktAirSM).Put(summaryKey(a), encodeSummary(sum))
 			}))
 		}, "airing/a2", "its summary"},
+		"an airing marked cancelled in the file": {func(t *testing.T, s *Store, _ []string) {
+			rawAiring(t, s, "a2", func(a *broadcast.Airing) { a.Status = broadcast.StatusCancelled })
+			must(t, s.db.Update(func(tx *bolt.Tx) error {
+				a, err := getAiring(tx, "a2")
+				if err != nil {
+					return err
+				}
+				return putSummary(tx.Bucket(bktAirSM), a)
+			}))
+		}, "airing/a2", "no cancellation of it was recorded"},
+		"a summary added with no airing": {func(t *testing.T, s *Store, _ []string) {
+			must(t, s.db.Update(func(tx *bolt.Tx) error {
+				fake := airing("ghost", "38001", "p1", t0.Add(time.Hour))
+				fake.Status = broadcast.StatusAired
+				return putSummary(tx.Bucket(bktAirSM), fake)
+			}))
+		}, "airing/ghost", "stands for it where the airing is not"},
+		"a device dropped from its station's index": {func(t *testing.T, s *Store, devs []string) {
+			must(t, s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bktStationDevs).Delete(key("38001", devs[1])) }))
+		}, "device/d-38001-1", "does not list it as its record says"},
+		"an entry cited twice": {func(t *testing.T, s *Store, devs []string) {
+			_, err := s.UpdateAiring(ctx, "a1", func(a *broadcast.Airing) error {
+				d := a.Devices[devs[0]]
+				d.Events = append(d.Events, d.Events[0])
+				return nil
+			}, nil)
+			must(t, err)
+		}, "airing/a1", "twice"},
 		"a future mark removed": {func(t *testing.T, s *Store, _ []string) {
 			rawEntry(t, s, 3, func(e *broadcast.AsRunEntry) { e.Unmatched = "" })
 		}, "asrun/3", "should be marked"},
@@ -170,6 +198,58 @@ func TestVerifyRecordsNamesTampering(t *testing.T) {
 				t.Errorf("not named (%s, %q): %+v", tc.record, tc.want, res.Problems)
 			}
 		})
+	}
+}
+
+// What a real daemon does is never named: a device disabled while an
+// airing is on, after its station's other device aired it, and a device
+// registered after it aired.
+func TestVerifyRecordsDeviceChanges(t *testing.T) {
+	s := mustOpen(t)
+	ctx := context.Background()
+	devs, a := seedAiring(t, s, 2)
+	// The second device breaks down and is disabled during the airing;
+	// the first reports its play after that: 1 of 1 enabled device.
+	must(t, s.DisableDevice(ctx, devs[1], a.Start.Add(time.Minute), nil))
+	app, err := s.AppendEvent(ctx, played(t, devs[0], a, 1, a.End().Add(time.Second)))
+	must(t, err)
+	if app.Airing.Status != broadcast.StatusAired {
+		t.Fatalf("aired by the one enabled device: %s", app.Airing.Status)
+	}
+	// A third device is registered afterwards.
+	must(t, s.AddDevice(ctx, broadcast.Device{ID: "d-38001-new", Station: "38001", CreatedAt: a.End().Add(time.Hour)}, nil))
+	if res := verifyRecords(t, s); len(res.Problems) > 0 {
+		t.Fatalf("a real daemon's changes of devices: %+v", res.Problems)
+	}
+}
+
+// An airing cancelled before cancellation times were kept, whose device
+// had aired it (then the rules let a play count however it was
+// cancelled), is not judged again: when it was cancelled is not known.
+func TestVerifyRecordsLegacyCancelled(t *testing.T) {
+	dir := t.TempDir()
+	s := mustOpenDir(t, dir)
+	ctx := context.Background()
+	devs, a := seedAiring(t, s, 1)
+	_, err := s.AppendEvent(ctx, played(t, devs[0], a, 1, a.End().Add(time.Second)))
+	must(t, err)
+	// As schema 3 left it: cancelled, no time, the device aired; no
+	// record hashes in the log.
+	rawAiring(t, s, "a1", func(a *broadcast.Airing) { a.Status = broadcast.StatusCancelled })
+	must(t, s.db.Update(func(tx *bolt.Tx) error {
+		a, err := getAiring(tx, "a1")
+		if err != nil {
+			return err
+		}
+		if err := putSummary(tx.Bucket(bktAirSM), a); err != nil {
+			return err
+		}
+		return tx.Bucket(bktMeta).Put([]byte("schema"), []byte("3"))
+	}))
+	must(t, s.Close())
+	s = mustOpenDir(t, dir)
+	if res := verifyRecords(t, s); len(res.Problems) > 0 {
+		t.Fatalf("an airing cancelled under schema 3: %+v", res.Problems)
 	}
 }
 
@@ -200,7 +280,7 @@ func TestRecordBaselineMigration(t *testing.T) {
 	}
 	var actions []string
 	must(t, s.Ops(0, func(o broadcast.OpEntry) error { actions = append(actions, o.Action); return nil }))
-	if !slices.Equal(actions, []string{ActionRecordsBaseline}) {
+	if !slices.Equal(actions, []string{broadcast.ActionRecordsBaseline}) {
 		t.Errorf("the upgrade logged %v", actions)
 	}
 	verifyOps(t, s, 1)

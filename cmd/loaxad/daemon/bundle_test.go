@@ -162,7 +162,7 @@ func TestEvidenceBundle(t *testing.T) {
 	// linger in free pages: change every copy.
 	// One ULID character for another.
 	at := bytes.Index(victim.Payload, []byte(`"id":"`)) + len(`"id":"`) + 20
-	if flipAll(db, victim.Payload, at) == 0 {
+	if flipAll(db, victim.Payload, at, 0x01) == 0 {
 		t.Fatal("the entry's payload is not in the database file")
 	}
 	copyDir := t.TempDir()

@@ -226,19 +226,23 @@ func TestEvidenceCannotBeBent(t *testing.T) {
 	if p := verifyCopy(t, db, nil); len(p) > 0 {
 		t.Fatalf("the untouched copy: %+v", p)
 	}
+	// A letter of the key's base64 changes case: still base64, another key.
+	key64 := []byte(base64.StdEncoding.EncodeToString(pub))
+	letter := bytes.IndexFunc(key64, func(c rune) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' })
 	for _, tc := range []struct {
 		record string
 		find   []byte
-		at     int // the byte of find to change
+		at     int  // the byte of find to change
+		mask   byte // how it changes (xor)
 	}{
-		{"device/" + r.device, []byte(base64.StdEncoding.EncodeToString(pub)), 5},
-		{"unit/14755", []byte(`"code":"14755","name":"`), len(`"code":"14755","name":"`)},
-		{"station/14755", []byte(`"id":"14755","unit":"14755","name":"`), len(`"id":"14755","unit":"14755","name":"`)},
-		{"programme/", []byte(`"title":"Chuyển đổi số tháng 12/2026"`), len(`"title":"`)},
-		{"airing/", append([]byte{64}, r.audioSHA...), 10},
+		{"device/" + r.device, key64, letter, 0x20},
+		{"unit/14755", []byte(`"code":"14755","name":"`), len(`"code":"14755","name":"`), 0x01},
+		{"station/14755", []byte(`"id":"14755","unit":"14755","name":"`), len(`"id":"14755","unit":"14755","name":"`), 0x01},
+		{"programme/", []byte(`"title":"Chuyển đổi số tháng 12/2026"`), len(`"title":"`), 0x01},
+		{"airing/", append([]byte{64}, r.audioSHA...), 10, 0x01},
 	} {
 		t.Run(tc.record, func(t *testing.T) {
-			problems := verifyCopy(t, db, func(b []byte) int { return flipAll(b, tc.find, tc.at) })
+			problems := verifyCopy(t, db, func(b []byte) int { return flipAll(b, tc.find, tc.at, tc.mask) })
 			named := slices.ContainsFunc(problems, func(p audit.Problem) bool {
 				return p.Log == "records" && strings.HasPrefix(p.Record, tc.record) && strings.Contains(p.Problem, "changed outside loaxa")
 			})
@@ -249,17 +253,17 @@ func TestEvidenceCannotBeBent(t *testing.T) {
 	}
 }
 
-// flipAll changes byte at of every copy of find in b (bbolt leaves stale
-// copies of pages in free space: a person editing the file would change
-// every copy) and returns how many it changed.
-func flipAll(b, find []byte, at int) int {
+// flipAll changes byte at of every copy of find in b, xor mask (bbolt
+// leaves stale copies of pages in free space: a person editing the file
+// would change every copy), and returns how many it changed.
+func flipAll(b, find []byte, at int, mask byte) int {
 	n := 0
 	for i := 0; ; {
 		j := bytes.Index(b[i:], find)
 		if j < 0 {
 			return n
 		}
-		b[i+j+at] ^= 0x01
+		b[i+j+at] ^= mask
 		n++
 		i += j + 1
 	}
