@@ -340,15 +340,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, tok broadcast.To
 		s.error(w, r, err)
 		return
 	}
-	res, err := audit.VerifyLogs(r.Context(), s.opts.Store, 0)
-	if err == nil {
-		var rec audit.RecordsResult
-		rec, err = audit.VerifyRecords(r.Context(), s.opts.Store, s.opts.Policy)
-		res.Records, res.Airings = rec.Records, rec.Airings
-		if len(rec.Problems) > 0 {
-			res.OK, res.Problems = false, append(res.Problems, rec.Problems...)
-		}
-	}
+	res, err := audit.VerifyStore(r.Context(), s.opts.Store, s.opts.Policy, 0)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the client left; nobody reads the answer
