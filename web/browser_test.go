@@ -717,8 +717,10 @@ func TestBrowser(t *testing.T) {
 		}
 		c.wantText(t, "main", "Phường Hàm Rồng")
 		c.check(t, "report station-month")
-		c.open(t, "/reports/verify", 200)
-		c.check(t, "verify")
+		// Verifying the whole log is for the whole tree's tokens: a
+		// district's auditor is told so (the admin's page is checked below).
+		c.open(t, "/reports/verify", 403)
+		c.check(t, "verify (district auditor, refused)")
 		c.open(t, "/reports/oplog?from=2026-01-01", 200)
 		c.wantText(t, "main", "Duyệt chương trình")
 		c.check(t, "oplog")
@@ -736,6 +738,11 @@ func TestBrowser(t *testing.T) {
 		c.check(t, "overview (English)")
 		c.open(t, "/reports?period=2026-H2", 200)
 		c.check(t, "reports (English, half-year)")
+	})
+	t.Run("admin verifies", func(t *testing.T) {
+		c.signIn(t, f.admin)
+		c.open(t, "/reports/verify", 200)
+		c.check(t, "verify")
 	})
 	c.clean(t, "end")
 	t.Logf("browser test took %v", time.Since(began).Round(time.Millisecond))
