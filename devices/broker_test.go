@@ -341,8 +341,11 @@ func TestBrokerRetainedWhileSubscribing(t *testing.T) {
 			t.Fatalf("device connect: %v", tok.Error())
 		}
 		// At QoS 0, so that no retained message is left in flight for
-		// the next connection's SUBSCRIBE to collide with.
-		if tok := d.Subscribe(topic, 0, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		// the next connection's SUBSCRIBE to collide with. A deadlock
+		// never answers; a loaded CI machine (the race detector, every
+		// package at once, the publisher flooding) once took more than
+		// 5 s to.
+		if tok := d.Subscribe(topic, 0, nil); !tok.WaitTimeout(20*time.Second) || tok.Error() != nil {
 			d.Disconnect(0)
 			t.Fatalf("subscribe: %v", tok.Error())
 		}
