@@ -264,8 +264,23 @@ func checkPayload(out []Problem, e *broadcast.AsRunEntry, k deviceInfo, checkSig
 // AsRun checks the next as-run entry: its link now, its payload and
 // signature on a worker.
 func (v *ParallelVerifier) AsRun(e broadcast.AsRunEntry) {
+	j, i := v.batch("AsRun")
+	v.asrun.link("asrun", e.Seq, e.PrevHash, e.Hash, e.ChainHashIn(v.forms), func(p Problem) {
+		j.chain = append(j.chain, indexedProblem{i: i, p: p})
+	})
+	var k deviceInfo
+	if v.device != nil {
+		k.DeviceKey, k.known = v.device(e.Device)
+	}
+	v.queue(j, e, k)
+}
+
+// batch is the batch the next as-run entry goes into, taking a free one
+// (and waiting for it while every batch is in flight), and the entry's
+// index in it. caller names the method for the panic of a misuse.
+func (v *ParallelVerifier) batch(caller string) (*asrunJob, int) {
 	if v.closed {
-		panic("audit: ParallelVerifier.AsRun after Result or Close")
+		panic("audit: ParallelVerifier." + caller + " after Result or Close")
 	}
 	if !v.started {
 		v.start()
@@ -275,16 +290,7 @@ func (v *ParallelVerifier) AsRun(e broadcast.AsRunEntry) {
 		v.cur.n = v.nextJob
 		v.nextJob++
 	}
-	j := v.cur
-	i := len(j.entries)
-	v.asrun.link("asrun", e.Seq, e.PrevHash, e.Hash, e.ChainHashIn(v.forms), func(p Problem) {
-		j.chain = append(j.chain, indexedProblem{i: i, p: p})
-	})
-	var k deviceInfo
-	if v.device != nil {
-		k.DeviceKey, k.known = v.device(e.Device)
-	}
-	v.queue(j, e, k)
+	return v.cur, len(v.cur.entries)
 }
 
 func (v *ParallelVerifier) queue(j *asrunJob, e broadcast.AsRunEntry, k deviceInfo) {
@@ -321,19 +327,7 @@ func (v *ParallelVerifier) linkWithheld(log string, c *chainState, w Withheld, f
 // AsRunWithheld checks the next as-run entry, given as its content hash:
 // its link only.
 func (v *ParallelVerifier) AsRunWithheld(w Withheld) {
-	if v.closed {
-		panic("audit: ParallelVerifier.AsRunWithheld after Result or Close")
-	}
-	if !v.started {
-		v.start()
-	}
-	if v.cur == nil {
-		v.cur = <-v.free
-		v.cur.n = v.nextJob
-		v.nextJob++
-	}
-	j := v.cur
-	i := len(j.entries)
+	j, i := v.batch("AsRunWithheld")
 	v.linkWithheld("asrun", &v.asrun, w, v.forms.AsRun(w.Seq), func(p Problem) {
 		j.chain = append(j.chain, indexedProblem{i: i, p: p})
 	})

@@ -31,23 +31,8 @@ func TestEvidenceBundle(t *testing.T) {
 	f.c.json("POST", "/api/v1/tokens", f.admin, map[string]string{"name": "Kiểm toán tỉnh", "role": "auditor"}, &province, 201)
 
 	// A device with a key, and a real airing for it to report on.
-	pub, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dev struct{ ID, Secret string }
-	f.c.json("POST", "/api/v1/stations/14755/devices", f.lan, map[string]string{"id": "14755-07", "public_key": base64.StdEncoding.EncodeToString(pub)}, &dev, 201)
-	var prog struct{ ID, SHA256 string }
-	if code := f.c.upload(f.lan, map[string]string{"unit": "14755", "month": "2026-12", "title": "Chuyển đổi số"}, wav(2*time.Second), &prog); code != 201 {
-		t.Fatalf("upload: %d", code)
-	}
-	f.c.json("POST", "/api/v1/programmes/"+prog.ID+"/approve", f.minh, nil, nil, 200)
-	var list struct{ Airings []broadcast.Airing }
-	f.c.json("GET", "/api/v1/airings?station=14755", f.lan, nil, &list, 200)
-	if len(list.Airings) == 0 {
-		t.Fatal("no airings planned")
-	}
-	airing := list.Airings[0].ID
+	dev, priv, prog, a := signingDeviceAndAiring(t, f)
+	airing := a.ID
 
 	publishSignedEvents(t, f, dev.ID, dev.Secret, priv, airing, prog.SHA256)
 	entries := waitForAsRun(t, f.d.Store(), 4)
@@ -188,6 +173,28 @@ func TestEvidenceBundle(t *testing.T) {
 		t.Fatalf("a changed byte in entry %d: %+v", victim.Seq, res.Problems)
 	}
 	t.Logf("entry %d named: %s", victim.Seq, strings.Join(named, "; "))
+}
+
+// signingDeviceAndAiring registers device 14755-07 with a key of its own,
+// has Lan upload and Minh approve a programme of Hàm Rồng for December,
+// and returns the device, its key, the programme and its first airing.
+func signingDeviceAndAiring(t *testing.T, f fixture) (dev struct{ ID, Secret string }, key ed25519.PrivateKey, prog struct{ ID, SHA256 string }, a broadcast.Airing) {
+	t.Helper()
+	pub, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c.json("POST", "/api/v1/stations/14755/devices", f.lan, map[string]string{"id": "14755-07", "public_key": base64.StdEncoding.EncodeToString(pub)}, &dev, 201)
+	if code := f.c.upload(f.lan, map[string]string{"unit": "14755", "month": "2026-12", "title": "Chuyển đổi số"}, wav(2*time.Second), &prog); code != 201 {
+		t.Fatalf("upload: %d", code)
+	}
+	f.c.json("POST", "/api/v1/programmes/"+prog.ID+"/approve", f.minh, nil, nil, 200)
+	var list struct{ Airings []broadcast.Airing }
+	f.c.json("GET", "/api/v1/airings?station=14755", f.lan, nil, &list, 200)
+	if len(list.Airings) == 0 {
+		t.Fatal("no airings planned")
+	}
+	return dev, key, prog, list.Airings[0]
 }
 
 // publishSignedEvents sends received, ready, started and finished for an airing as

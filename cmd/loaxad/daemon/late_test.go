@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
 	"io"
 	"os"
 	"path/filepath"
@@ -24,23 +23,7 @@ import (
 // recomputes the sealed figures offline.
 func TestLateEvidenceAfterTheSeal(t *testing.T) {
 	f := startDaemon(t)
-	pub, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dev struct{ ID, Secret string }
-	f.c.json("POST", "/api/v1/stations/14755/devices", f.lan, map[string]string{"id": "14755-07", "public_key": base64.StdEncoding.EncodeToString(pub)}, &dev, 201)
-	var prog struct{ ID, SHA256 string }
-	if code := f.c.upload(f.lan, map[string]string{"unit": "14755", "month": "2026-12", "title": "Chuyển đổi số"}, wav(2*time.Second), &prog); code != 201 {
-		t.Fatalf("upload: %d", code)
-	}
-	f.c.json("POST", "/api/v1/programmes/"+prog.ID+"/approve", f.minh, nil, nil, 200)
-	var list struct{ Airings []broadcast.Airing }
-	f.c.json("GET", "/api/v1/airings?station=14755", f.lan, nil, &list, 200)
-	if len(list.Airings) == 0 {
-		t.Fatal("no airings planned")
-	}
-	a := list.Airings[0]
+	dev, priv, prog, a := signingDeviceAndAiring(t, f)
 	var province struct{ Token string }
 	f.c.json("POST", "/api/v1/tokens", f.admin, map[string]string{"name": "Kiểm toán tỉnh", "role": "auditor"}, &province, 201)
 

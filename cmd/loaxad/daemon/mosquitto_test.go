@@ -51,30 +51,11 @@ func TestMosquittoFollowsDevices(t *testing.T) {
 	token := strings.TrimSpace(string(admin))
 
 	// connect reports whether a device gets into Mosquitto with secret.
-	connect := func(device, secret string) error {
-		opts := mqtt.NewClientOptions().AddBroker(cfg.MQTT.URL).SetClientID("dev-" + device).
-			SetUsername(device).SetPassword(secret).SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)
-		cl := mqtt.NewClient(opts)
-		tok := cl.Connect()
-		if !tok.WaitTimeout(10 * time.Second) {
-			return fmt.Errorf("connect as %s: timed out", device)
-		}
-		if err := tok.Error(); err != nil {
-			return err
-		}
-		cl.Disconnect(50)
-		return nil
-	}
+	connect := func(device, secret string) error { return connectDevice(cfg.MQTT.URL, device, secret) }
 	// Mosquitto applies a reload between two connections; wait for it.
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		awaitFor(t, 10*time.Second, what, ok)
 	}
 
 	var dev struct{ ID, Secret string }
@@ -99,4 +80,21 @@ func TestMosquittoFollowsDevices(t *testing.T) {
 	if err != nil || strings.Contains(string(acl), "14755-01") {
 		t.Fatalf("the ACL after the device was disabled: %v\n%s", err, acl)
 	}
+}
+
+// connectDevice connects to broker as a device would and leaves again: nil
+// if the broker let it in.
+func connectDevice(broker, device, secret string) error {
+	opts := mqtt.NewClientOptions().AddBroker(broker).SetClientID("dev-" + device).
+		SetUsername(device).SetPassword(secret).SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)
+	cl := mqtt.NewClient(opts)
+	tok := cl.Connect()
+	if !tok.WaitTimeout(10 * time.Second) {
+		return fmt.Errorf("connect as %s: timed out", device)
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	cl.Disconnect(50)
+	return nil
 }

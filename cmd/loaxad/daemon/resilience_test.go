@@ -1124,6 +1124,16 @@ func awaitReady(t *testing.T, c client) {
 
 func readMetric(t *testing.T, base, series string) float64 {
 	t.Helper()
+	v, ok := scanMetric(t, base, series)
+	if !ok {
+		t.Fatalf("/metrics has no %s", series)
+	}
+	return v
+}
+
+// scanMetric reads one series from /metrics, and whether it is there.
+func scanMetric(t *testing.T, base, series string) (float64, bool) {
+	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -1137,11 +1147,10 @@ func readMetric(t *testing.T, base, series string) float64 {
 			if err != nil {
 				t.Fatalf("metric %s: %v", series, err)
 			}
-			return f
+			return f, true
 		}
 	}
-	t.Fatalf("/metrics has no %s", series)
-	return 0
+	return 0, false
 }
 
 func verifyChain(t *testing.T, c client, token string, entries int) {

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -23,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/loaxa/loaxa/broadcast"
@@ -99,23 +97,8 @@ func (l *lineLog) logger() *slog.Logger {
 // counts (a counter with labels).
 func metricOr0(t *testing.T, base, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", series, err)
-			}
-			return f
-		}
-	}
-	return 0
+	v, _ := scanMetric(t, base, series)
+	return v
 }
 
 // console is a browser signed in to the daemon's web console.
@@ -557,20 +540,7 @@ func secReservedDeviceMosquitto(t *testing.T) {
 		t.Fatalf("the refused device was stored: %v", err)
 	}
 
-	connect := func(device, secret string) error {
-		opts := mqtt.NewClientOptions().AddBroker(cfg.MQTT.URL).SetClientID("dev-" + device).
-			SetUsername(device).SetPassword(secret).SetConnectTimeout(5 * time.Second).SetAutoReconnect(false)
-		cl := mqtt.NewClient(opts)
-		tok := cl.Connect()
-		if !tok.WaitTimeout(10 * time.Second) {
-			return fmt.Errorf("connect as %s: timed out", device)
-		}
-		if err := tok.Error(); err != nil {
-			return err
-		}
-		cl.Disconnect(50)
-		return nil
-	}
+	connect := func(device, secret string) error { return connectDevice(cfg.MQTT.URL, device, secret) }
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
 		awaitFor(t, 10*time.Second, what, ok)
